@@ -1,0 +1,3 @@
+//! (being written)
+pub mod rescue_chain;
+pub mod smt_update;
