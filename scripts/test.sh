@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, then format, lints, every test and a fuzz
+# smoke run of every decoder. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+if [ "${EPA_SKIP_FUZZ:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  step "fuzz smoke runs (${EPA_FUZZ_SECONDS:=10} s per target)"
+  bash scripts/fuzz.sh "$EPA_FUZZ_SECONDS"
+else
+  step "fuzz smoke runs skipped (EPA_SKIP_FUZZ=1 or no nightly toolchain)"
+fi
+
+echo
+echo "all checks passed in $(( $(date +%s) - start )) s"
