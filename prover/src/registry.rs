@@ -1,1 +1,267 @@
-//! (being written)
+//! The AIR registry: prove and verify a named AIR with a hash chosen at run time.
+//!
+//! A validator names an AIR ([`AirId`], by name such as `"rescue-chain"` or by its envelope
+//! wire id), hands over a [`ProveRequest`] (the AIR's inputs and witness), picks options and a
+//! hash, and gets a [`ProofEnvelope`]. [`verify`] dispatches an envelope back to the right AIR
+//! and hash and runs the stock winterfell verifier.
+
+use core::fmt;
+use core::str::FromStr;
+
+use winter_crypto::hashers::{Blake3_256, Rp64_256};
+use winter_crypto::{DefaultRandomCoin, ElementHasher, MerkleTree};
+use winter_math::fields::f64::BaseElement;
+use winterfell::{AcceptableOptions, Air, Proof, ProofOptions};
+
+use crate::Error;
+use crate::air::rescue_chain::{self, RescueChainAir, RescueChainPublicInputs};
+use crate::envelope::{ExpectedShape, ProofEnvelope, VerifiedStatement, check_proof_shape};
+use crate::options::{HashId, OptionsChoice};
+use crate::prover::{DefaultComponents, ProverComponents};
+use crate::rescue::STATE_WIDTH;
+
+/// The AIRs this build can prove and verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AirId {
+    /// Sparse-Merkle-tree batch updates (`smt-update`), wire id 1.
+    SmtUpdate,
+    /// The Rescue-Prime hash chain (`rescue-chain`), wire id 2.
+    RescueChain,
+}
+
+impl AirId {
+    /// Every registered AIR, in wire-id order.
+    pub const ALL: [AirId; 2] = [AirId::SmtUpdate, AirId::RescueChain];
+
+    /// The registry name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AirId::SmtUpdate => "smt-update",
+            AirId::RescueChain => rescue_chain::AIR_NAME,
+        }
+    }
+
+    /// The one-byte identifier used in proof envelopes.
+    pub const fn wire_id(self) -> u8 {
+        match self {
+            AirId::SmtUpdate => 1,
+            AirId::RescueChain => 2,
+        }
+    }
+
+    /// Parses a wire identifier written by [`AirId::wire_id`].
+    pub fn from_wire_id(id: u8) -> Result<Self, Error> {
+        AirId::ALL
+            .into_iter()
+            .find(|a| a.wire_id() == id)
+            .ok_or_else(|| Error::UnknownAir {
+                name: format!("wire id {id}"),
+            })
+    }
+}
+
+impl fmt::Display for AirId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AirId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        AirId::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| Error::UnknownAir { name: s.to_owned() })
+    }
+}
+
+/// A hash that has an envelope identifier.
+pub trait NamedHash: ElementHasher<BaseField = BaseElement> + Send + Sync {
+    /// The hash's identifier.
+    const ID: HashId;
+}
+
+impl NamedHash for Blake3_256<BaseElement> {
+    const ID: HashId = HashId::Blake3_256;
+}
+
+impl NamedHash for Rp64_256 {
+    const ID: HashId = HashId::Rp64_256;
+}
+
+/// The inputs and witness of one proving job.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ProveRequest {
+    /// A rescue chain of `steps` merges from `seed`.
+    RescueChain {
+        /// The first word of the chain.
+        seed: rescue_chain::Word,
+        /// Number of merges (a power of two).
+        steps: u64,
+    },
+}
+
+impl ProveRequest {
+    /// The AIR this request is for.
+    pub fn air(&self) -> AirId {
+        match self {
+            ProveRequest::RescueChain { .. } => AirId::RescueChain,
+        }
+    }
+}
+
+/// A verified statement's public inputs, by AIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Statement {
+    /// `result = H^steps(seed)` for the rescue chain.
+    RescueChain(RescueChainPublicInputs),
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::RescueChain(pi) => write!(
+                f,
+                "rescue-chain: {} merges, seed {} -> result {}",
+                pi.steps,
+                word_hex(&pi.seed),
+                word_hex(&pi.result)
+            ),
+        }
+    }
+}
+
+/// Formats a word as 4 little-endian u64 limbs in hex, joined by `:`.
+pub fn word_hex(w: &[BaseElement; 4]) -> String {
+    w.iter()
+        .map(|e| format!("{:016x}", e.as_int()))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Proves `request` with winterfell's default CPU components and the hash `hash`.
+pub fn prove(
+    request: &ProveRequest,
+    options: OptionsChoice,
+    hash: HashId,
+) -> Result<ProofEnvelope, Error> {
+    match hash {
+        HashId::Blake3_256 => prove_with(
+            request,
+            options,
+            DefaultComponents::<Blake3_256<BaseElement>>::new(),
+        ),
+        HashId::Rp64_256 => prove_with(request, options, DefaultComponents::<Rp64_256>::new()),
+    }
+}
+
+/// Proves `request` with the given backend components (their hash names the envelope's hash).
+pub fn prove_with<C>(
+    request: &ProveRequest,
+    options: OptionsChoice,
+    components: C,
+) -> Result<ProofEnvelope, Error>
+where
+    C: ProverComponents,
+    C::HashFn: NamedHash,
+{
+    let wf_options = options.params().to_winterfell()?;
+    let (proof, public_inputs) = match request {
+        ProveRequest::RescueChain { seed, steps } => {
+            let (proof, pi) = rescue_chain::prove(*seed, *steps, wf_options, components)?;
+            (proof, pi.to_bytes())
+        }
+    };
+    Ok(ProofEnvelope {
+        air: request.air(),
+        hash: <C::HashFn as NamedHash>::ID,
+        options,
+        public_inputs,
+        proof: proof.to_bytes(),
+    })
+}
+
+/// Verifies a decoded envelope with the stock winterfell verifier (see [`crate::envelope`]).
+pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
+    let options = envelope.options.params().to_winterfell()?;
+    let statement = match envelope.air {
+        AirId::RescueChain => {
+            let pi = RescueChainPublicInputs::from_bytes(&envelope.public_inputs)?;
+            let shape = ExpectedShape {
+                air: rescue_chain::AIR_NAME,
+                width: STATE_WIDTH,
+                trace_length: pi.trace_length(),
+                options: options.clone(),
+            };
+            verify_air::<RescueChainAir>(&shape, envelope.hash, &envelope.proof, pi)?;
+            Statement::RescueChain(pi)
+        }
+        AirId::SmtUpdate => {
+            return Err(Error::UnknownAir {
+                name: "smt-update (not yet registered)".into(),
+            });
+        }
+    };
+    Ok(VerifiedStatement {
+        air: envelope.air,
+        hash: envelope.hash,
+        options: envelope.options,
+        conjectured_bits: envelope.options.params().conjectured_bits(128),
+        statement,
+        proof_len: envelope.proof.len(),
+    })
+}
+
+/// Shape-checks, decodes and verifies `proof_bytes` for AIR `A` with hash `hash`.
+pub(crate) fn verify_air<A>(
+    shape: &ExpectedShape,
+    hash: HashId,
+    proof_bytes: &[u8],
+    pub_inputs: A::PublicInputs,
+) -> Result<(), Error>
+where
+    A: Air<BaseField = BaseElement>,
+    A::PublicInputs: Send,
+{
+    check_proof_shape(proof_bytes, shape)?;
+    let air = shape.air;
+    let acceptable = AcceptableOptions::OptionSet(vec![shape.options.clone()]);
+    // Last resort (see the module docs of `envelope`): winterfell may still panic on data that
+    // passed the shape check; such a proof is invalid, never a crash.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let proof = Proof::from_bytes(proof_bytes).map_err(|e| Error::MalformedProof {
+            air,
+            reason: e.to_string(),
+        })?;
+        let result = match hash {
+            HashId::Blake3_256 => {
+                stock_verify::<A, Blake3_256<BaseElement>>(proof, pub_inputs, &acceptable)
+            }
+            HashId::Rp64_256 => stock_verify::<A, Rp64_256>(proof, pub_inputs, &acceptable),
+        };
+        result.map_err(|source| Error::Rejected { air, source })
+    }));
+    outcome.unwrap_or(Err(Error::VerifierPanicked { air }))
+}
+
+fn stock_verify<A, H>(
+    proof: Proof,
+    pub_inputs: A::PublicInputs,
+    acceptable: &AcceptableOptions,
+) -> Result<(), winterfell::VerifierError>
+where
+    A: Air<BaseField = BaseElement>,
+    H: ElementHasher<BaseField = BaseElement>,
+{
+    winterfell::verify::<A, H, DefaultRandomCoin<H>, MerkleTree<H>>(proof, pub_inputs, acceptable)
+}
+
+/// The winterfell options of a choice (validated).
+pub fn winterfell_options(options: OptionsChoice) -> Result<ProofOptions, Error> {
+    options.params().to_winterfell()
+}
