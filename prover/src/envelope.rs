@@ -261,34 +261,76 @@ pub(crate) fn check_proof_shape(proof: &[u8], expected: &ExpectedShape) -> Resul
     }
     r.vint("number of constraints")?;
     // Proof body.
-    r.u8("number of unique queries")?;
+    let unique_queries = r.u8("number of unique queries")?;
+    if unique_queries == 0 || usize::from(unique_queries) > expected.options.num_queries() {
+        return Err(bad(format!("{unique_queries} unique queries")));
+    }
     r.u16_prefixed("commitments")?;
+    // Merkle openings are over the LDE domain: depth log2(trace length · blowup).
+    let lde_depth = u32::from(log_len) + expected.options.blowup_factor().ilog2();
     // One trace segment, then the constraint queries: values and paths, vint-prefixed.
-    for what in [
-        "trace query values",
-        "trace query paths",
-        "constraint query values",
-        "constraint query paths",
+    for (values, paths) in [
+        ("trace query values", "trace query paths"),
+        ("constraint query values", "constraint query paths"),
     ] {
-        let len = r.vint(what)?;
-        r.take(what, len)?;
+        let len = r.vint(values)?;
+        r.take(values, len)?;
+        let len = r.vint(paths)?;
+        check_multiproof(r.take(paths, len)?, lde_depth, &bad)?;
     }
     r.u16_prefixed("out-of-domain trace states")?;
     r.u16_prefixed("out-of-domain quotient states")?;
     let layers = r.u8("FRI layer count")?;
-    for _ in 0..layers {
+    let fold_bits = expected.options.to_fri_options().folding_factor().ilog2();
+    for i in 0..u32::from(layers) {
         let values = r.u32("FRI layer values length")?;
         if values == 0 {
             return Err(bad("an empty FRI layer".into()));
         }
         r.take("FRI layer values", values as usize)?;
         let paths = r.u32("FRI layer paths length")?;
-        r.take("FRI layer paths", paths as usize)?;
+        let paths = r.take("FRI layer paths", paths as usize)?;
+        let depth = lde_depth
+            .checked_sub((i + 1) * fold_bits)
+            .ok_or_else(|| bad(format!("{layers} FRI layers exceed the domain")))?;
+        check_multiproof(paths, depth, &bad)?;
     }
     r.u16_prefixed("FRI remainder")?;
     r.u8("FRI partitions")?;
     r.u64("proof-of-work nonce")?;
     r.finish("winterfell proof")
+}
+
+/// Serialized size of a digest of both supported hashes (`Blake3_256`: 32 bytes; `Rp64_256`:
+/// 4 × 8 bytes).
+const DIGEST_BYTES: usize = 32;
+
+/// Checks a serialized winterfell `BatchMerkleProof`: the expected depth (winterfell computes
+/// `1 << depth` unchecked), and every count within the bytes that remain (winterfell allocates
+/// the claimed count before reading).
+fn check_multiproof(blob: &[u8], depth: u32, bad: &dyn Fn(String) -> Error) -> Result<(), Error> {
+    let mut r = Cursor::new(blob);
+    let found = r.u8("Merkle proof depth")?;
+    if u32::from(found) != depth {
+        return Err(bad(format!("Merkle proof depth {found}, expected {depth}")));
+    }
+    let vectors = r.vint("Merkle proof node vectors")?;
+    if vectors > r.buf.len() {
+        return Err(bad(format!(
+            "{vectors} Merkle node vectors in {} bytes",
+            r.buf.len()
+        )));
+    }
+    for _ in 0..vectors {
+        let nodes = r.vint("Merkle proof nodes")?;
+        if nodes > depth as usize {
+            return Err(bad(format!(
+                "{nodes} Merkle nodes on a path of depth {depth}"
+            )));
+        }
+        r.take("Merkle proof nodes", nodes * DIGEST_BYTES)?;
+    }
+    r.finish("Merkle proof")
 }
 
 fn too_large(what: &'static str, len: usize, max: usize) -> Error {
