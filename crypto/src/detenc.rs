@@ -103,7 +103,7 @@ pub fn encapsulate<K: MlKem>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kem::{MlKem1024, MlKem768, mlkem768, mlkem1024};
+    use crate::kem::{MlKem768, MlKem1024, mlkem768, mlkem1024};
     use rand::{RngCore, rngs::OsRng};
 
     fn random<const N: usize>() -> [u8; N] {
@@ -139,7 +139,11 @@ mod tests {
             DetEncContext { extra: b"", ..ctx },
         ];
         for other in variants {
-            assert_ne!(encapsulate::<MlKem768>(ek, &seed, &other).0, ct, "{other:?}");
+            assert_ne!(
+                encapsulate::<MlKem768>(ek, &seed, &other).0,
+                ct,
+                "{other:?}"
+            );
         }
         let other_seed = DetEncSeed::from_bytes(random());
         assert_ne!(encapsulate::<MlKem768>(ek, &other_seed, &ctx).0, ct);

@@ -462,7 +462,9 @@ mod tests {
     #[test]
     fn little_endian_layout() {
         let mut w = Writer::new();
-        w.put_u16(0x0102).put_u32(0x0304_0506).put_u64(0x0708_090a_0b0c_0d0e);
+        w.put_u16(0x0102)
+            .put_u32(0x0304_0506)
+            .put_u64(0x0708_090a_0b0c_0d0e);
         assert_eq!(
             w.as_slice(),
             &[2, 1, 6, 5, 4, 3, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 9, 8, 7]

@@ -17,20 +17,26 @@ pub enum Error {
     },
     /// An ML-KEM encapsulation key failed the FIPS 203 section 7.2 modulus check (a coefficient
     /// is not reduced modulo q).
-    #[error("{what}: a coefficient is not reduced modulo q (FIPS 203 modulus check failed); the key is corrupt or forged, ask the owner for its key again")]
+    #[error(
+        "{what}: a coefficient is not reduced modulo q (FIPS 203 modulus check failed); the key is corrupt or forged, ask the owner for its key again"
+    )]
     InvalidPublicKey {
         /// Which key type was being parsed.
         what: &'static str,
     },
     /// An ML-KEM decapsulation key failed the FIPS 203 section 7.3 hash check (its embedded
     /// `H(ek)` does not match its embedded encapsulation key).
-    #[error("{what}: the embedded hash of the encapsulation key does not match (FIPS 203 hash check failed); the key file is corrupt, restore it from backup")]
+    #[error(
+        "{what}: the embedded hash of the encapsulation key does not match (FIPS 203 hash check failed); the key file is corrupt, restore it from backup"
+    )]
     InvalidSecretKey {
         /// Which key type was being parsed.
         what: &'static str,
     },
     /// An ML-DSA context string is longer than the 255 bytes FIPS 204 allows.
-    #[error("ML-DSA context string is {len} bytes, FIPS 204 allows at most 255; shorten the context")]
+    #[error(
+        "ML-DSA context string is {len} bytes, FIPS 204 allows at most 255; shorten the context"
+    )]
     ContextTooLong {
         /// The length that was given.
         len: usize,
@@ -40,7 +46,9 @@ pub enum Error {
     #[error("ML-DSA signing did not terminate its rejection loop; retry with fresh randomness")]
     SigningFailed,
     /// An ML-DSA signature did not verify for this key, message and context.
-    #[error("{what}: signature does not verify for this key, message and context; reject the message")]
+    #[error(
+        "{what}: signature does not verify for this key, message and context; reject the message"
+    )]
     InvalidSignature {
         /// Which parameter set was verifying.
         what: &'static str,
@@ -49,7 +57,9 @@ pub enum Error {
     #[error("the random number generator failed; check the operating system's entropy source")]
     RandomnessUnavailable,
     /// A reader needed more bytes than are left in its input.
-    #[error("truncated input: {what} needs {needed} bytes at offset {offset}, only {remaining} left; the data was cut short")]
+    #[error(
+        "truncated input: {what} needs {needed} bytes at offset {offset}, only {remaining} left; the data was cut short"
+    )]
     Truncated {
         /// What was being read.
         what: &'static str,
@@ -61,7 +71,9 @@ pub enum Error {
         offset: usize,
     },
     /// Bytes were left over after a complete object was decoded.
-    #[error("{count} trailing bytes after a complete {what}; encodings are strict, remove the extra bytes")]
+    #[error(
+        "{count} trailing bytes after a complete {what}; encodings are strict, remove the extra bytes"
+    )]
     TrailingBytes {
         /// What was decoded.
         what: &'static str,
@@ -79,7 +91,9 @@ pub enum Error {
         max: u64,
     },
     /// An envelope did not start with the expected magic bytes.
-    #[error("bad magic {found:02x?}, expected {expected:02x?}: this is not the kind of file or message expected here")]
+    #[error(
+        "bad magic {found:02x?}, expected {expected:02x?}: this is not the kind of file or message expected here"
+    )]
     BadMagic {
         /// The magic bytes this decoder accepts.
         expected: [u8; 4],
@@ -87,7 +101,9 @@ pub enum Error {
         found: [u8; 4],
     },
     /// A format version this build does not understand.
-    #[error("{what} version {version} is not supported (this build reads {min}..={max}); upgrade the reader or re-encode the data")]
+    #[error(
+        "{what} version {version} is not supported (this build reads {min}..={max}); upgrade the reader or re-encode the data"
+    )]
     UnsupportedVersion {
         /// Which format.
         what: &'static str,
@@ -99,7 +115,9 @@ pub enum Error {
         max: u16,
     },
     /// An envelope holds another kind of object than the one expected.
-    #[error("envelope kind {found} where kind {expected} was expected; the object was sent to the wrong place")]
+    #[error(
+        "envelope kind {found} where kind {expected} was expected; the object was sent to the wrong place"
+    )]
     UnexpectedKind {
         /// The kind expected.
         expected: u16,
@@ -115,7 +133,9 @@ pub enum Error {
         value: u64,
     },
     /// An AEAD-sealed payload failed authentication: wrong key, wrong context, or tampered bytes.
-    #[error("sealed payload failed authentication: wrong key or context, or the transaction was tampered with; drop it")]
+    #[error(
+        "sealed payload failed authentication: wrong key or context, or the transaction was tampered with; drop it"
+    )]
     OpenFailed,
 
     // ---- smt variants go here ----

@@ -144,11 +144,17 @@ mod tests {
         let base = *Kdf::new(b"label-a").input(b"x").derive_array::<32>();
         assert_ne!(base, *Kdf::new(b"label-b").input(b"x").derive_array::<32>());
         // A 64-byte output is not an extension of the 32-byte one.
-        assert_ne!(&base[..], &Kdf::new(b"label-a").input(b"x").derive_vec(64)[..32]);
+        assert_ne!(
+            &base[..],
+            &Kdf::new(b"label-a").input(b"x").derive_vec(64)[..32]
+        );
         // An extra empty input changes the result.
         assert_ne!(
             base,
-            *Kdf::new(b"label-a").input(b"x").input(b"").derive_array::<32>()
+            *Kdf::new(b"label-a")
+                .input(b"x")
+                .input(b"")
+                .derive_array::<32>()
         );
     }
 }

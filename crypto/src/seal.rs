@@ -167,9 +167,10 @@ impl EncryptedTx {
                 max: MAX_ENCODED_LEN as u64,
             });
         }
-        let kem_ciphertext = mlkem768::Ciphertext::from_bytes(
-            r.take("encrypted transaction KEM ciphertext", mlkem768::CIPHERTEXT_LEN)?,
-        )?;
+        let kem_ciphertext = mlkem768::Ciphertext::from_bytes(r.take(
+            "encrypted transaction KEM ciphertext",
+            mlkem768::CIPHERTEXT_LEN,
+        )?)?;
         let nonce = r.array("encrypted transaction nonce")?;
         // The tag is part of the sealed payload: require it before taking the rest.
         r.clone().take("encrypted transaction tag", TAG_LEN)?;

@@ -10,7 +10,10 @@ use epa_crypto::kem::{mlkem768, mlkem1024};
 use serde_json::Value;
 
 fn load(name: &str) -> Value {
-    let path = format!("{}/tests/vectors/wycheproof/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/vectors/wycheproof/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
 }
@@ -38,7 +41,10 @@ fn expected_valid(t: &Value) -> bool {
 fn for_each_test(file: &str, mut f: impl FnMut(&Value, &Value)) -> usize {
     let doc = load(file);
     let mut n = 0;
-    for group in doc["testGroups"].as_array().expect("testGroups is an array") {
+    for group in doc["testGroups"]
+        .as_array()
+        .expect("testGroups is an array")
+    {
         for test in group["tests"].as_array().expect("tests is an array") {
             f(group, test);
             n += 1;
@@ -74,7 +80,11 @@ macro_rules! mlkem_decaps_test {
                             })?;
                     let pair = $m::KeyPair::from_seed(&seed);
                     if let Some(ek) = hex_field(t, "ek") {
-                        assert_eq!(&pair.encapsulation_key.as_bytes()[..], &ek[..], "tcId {tc}: ek");
+                        assert_eq!(
+                            &pair.encapsulation_key.as_bytes()[..],
+                            &ek[..],
+                            "tcId {tc}: ek"
+                        );
                     }
                     let ct = $m::Ciphertext::from_bytes(&hex_req(t, "c"))?;
                     let k = pair.decapsulation_key.decapsulate(&ct);
@@ -109,7 +119,9 @@ fn mlkem_768_encaps() {
         let ek = mlkem768::EncapsulationKey::from_bytes(&hex_req(t, "ek"));
         if expected_valid(t) {
             let ek = ek.unwrap_or_else(|e| panic!("tcId {tc}: {e}"));
-            let m: [u8; 32] = hex_req(t, "m").try_into().expect("m is 32 bytes in valid cases");
+            let m: [u8; 32] = hex_req(t, "m")
+                .try_into()
+                .expect("m is 32 bytes in valid cases");
             let (ct, k) = ek.encapsulate(&m);
             assert_eq!(&ct.as_bytes()[..], &hex_req(t, "c")[..], "tcId {tc}: c");
             assert_eq!(&k.as_bytes()[..], &hex_req(t, "K")[..], "tcId {tc}: K");
@@ -130,7 +142,10 @@ fn mlkem_768_encaps() {
         }
     });
     assert_eq!((n, valid, modulus + length), (265, 133, 132));
-    assert!(modulus >= 12, "the CCTV modulus vectors all fail the modulus check");
+    assert!(
+        modulus >= 12,
+        "the CCTV modulus vectors all fail the modulus check"
+    );
 }
 
 /// Key generation from `d || z` reproduces both keys byte for byte.
@@ -140,8 +155,14 @@ fn mlkem_768_keygen_seed() {
         assert!(expected_valid(t));
         let seed: [u8; 64] = hex_req(t, "seed").try_into().expect("64-byte seed");
         let pair = mlkem768::KeyPair::from_seed(&seed);
-        assert_eq!(&pair.encapsulation_key.as_bytes()[..], &hex_req(t, "ek")[..]);
-        assert_eq!(&pair.decapsulation_key.as_bytes()[..], &hex_req(t, "dk")[..]);
+        assert_eq!(
+            &pair.encapsulation_key.as_bytes()[..],
+            &hex_req(t, "ek")[..]
+        );
+        assert_eq!(
+            &pair.decapsulation_key.as_bytes()[..],
+            &hex_req(t, "dk")[..]
+        );
         // The parsed forms round-trip and pass the FIPS 203 input checks.
         let dk = mlkem768::DecapsulationKey::from_bytes(&hex_req(t, "dk")).expect("valid dk");
         assert_eq!(dk, pair.decapsulation_key);
@@ -163,7 +184,10 @@ fn mlkem_768_semi_expanded_decaps() {
         if expected_valid(t) {
             let dk = dk.unwrap_or_else(|e| panic!("tcId {tc}: {e}"));
             let ct = ct.unwrap_or_else(|e| panic!("tcId {tc}: {e}"));
-            assert_eq!(&dk.encapsulation_key().as_bytes()[..], &hex_req(t, "ek")[..]);
+            assert_eq!(
+                &dk.encapsulation_key().as_bytes()[..],
+                &hex_req(t, "ek")[..]
+            );
             let k = dk.decapsulate(&ct);
             assert_eq!(&k.as_bytes()[..], &hex_req(t, "K")[..], "tcId {tc}: K");
             valid += 1;
@@ -221,8 +245,20 @@ macro_rules! mldsa_verify_test {
     };
 }
 
-mldsa_verify_test!(mldsa_65_verify, "mldsa_65_verify_test.json", mldsa65, 210, 79);
-mldsa_verify_test!(mldsa_87_verify, "mldsa_87_verify_test.json", mldsa87, 241, 71);
+mldsa_verify_test!(
+    mldsa_65_verify,
+    "mldsa_65_verify_test.json",
+    mldsa65,
+    210,
+    79
+);
+mldsa_verify_test!(
+    mldsa_87_verify,
+    "mldsa_87_verify_test.json",
+    mldsa87,
+    241,
+    71
+);
 
 /// Key generation from `xi` and signing (deterministic, and hedged where `rnd` is given)
 /// reproduce the published keys and signatures byte for byte.
@@ -267,13 +303,18 @@ fn mldsa_65_sign_seed() {
         })();
         if expected_valid(t) {
             let sig = outcome.unwrap_or_else(|e| panic!("tcId {tc}: {e}"));
-            assert_eq!(&sig.as_bytes()[..], &hex_req(t, "sig")[..], "tcId {tc}: sig");
+            assert_eq!(
+                &sig.as_bytes()[..],
+                &hex_req(t, "sig")[..],
+                "tcId {tc}: sig"
+            );
             signed += 1;
         } else {
             assert!(
                 matches!(
                     outcome,
-                    Err(Error::InvalidLength { expected: 32, .. } | Error::ContextTooLong { len: 256 })
+                    Err(Error::InvalidLength { expected: 32, .. }
+                        | Error::ContextTooLong { len: 256 })
                 ),
                 "tcId {tc}: invalid case gave {outcome:?}"
             );
