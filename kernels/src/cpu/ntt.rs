@@ -1,0 +1,275 @@
+//! Radix-2 NTT kernels over packed words and the cache-blocked, multi-threaded drivers.
+//!
+//! Two transforms cover every operation without a bit-reversal in the LDE path:
+//! decimation in frequency (DIF, natural order in, bit-reversed order out) and decimation in
+//! time (DIT, bit-reversed in, natural out). Stage `h` (half-size of its butterflies) uses the
+//! twiddles `tw[h..2h]`, `tw[h + j] = w_{2h}^j` with `w_{2h}` winter-math's root of unity of
+//! order `2h`; one table therefore serves every transform size up to its length.
+//!
+//! Blocking: stages whose butterflies span more than [`BLOCK`] words run as full passes over
+//! the column (split into pieces for the thread pool); the remaining stages run block by block
+//! while a block stays in the core's cache.
+
+use rayon::prelude::*;
+use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
+
+use super::{field, kernels::Kernels};
+
+/// Words per cache block (256 KiB, half of this machine's L2).
+pub(crate) const BLOCK: usize = 1 << 15;
+/// Words per task when one stage's butterflies are split across threads.
+const PIECE: usize = 1 << 12;
+
+/// Twiddle table for all stages up to a maximum transform size.
+pub(crate) struct Twiddles {
+    /// `fwd[h + j] = w_{2h}^j` (raw words); index 0 unused.
+    pub(crate) fwd: Vec<u64>,
+    /// `inv[h + j] = w_{2h}^{-j}` (raw words); index 0 unused.
+    pub(crate) inv: Vec<u64>,
+}
+
+impl Twiddles {
+    /// Tables for transforms of up to `n` points (`n` a power of two, at least 2).
+    pub(crate) fn new(n: usize) -> Self {
+        let half = n / 2;
+        let root = BaseElement::get_root_of_unity(n.ilog2());
+        let series = |r: BaseElement| {
+            let mut top = Vec::with_capacity(half);
+            let mut acc = BaseElement::ONE;
+            for _ in 0..half {
+                top.push(acc.inner());
+                acc *= r;
+            }
+            let mut table = vec![0u64; n];
+            let mut h = half;
+            while h >= 1 {
+                let step = half / h;
+                for j in 0..h {
+                    table[h + j] = top[j * step];
+                }
+                h /= 2;
+            }
+            table
+        };
+        Self {
+            fwd: series(root),
+            inv: series(root.inv()),
+        }
+    }
+
+    /// Number of points the table covers.
+    pub(crate) fn len(&self) -> usize {
+        self.fwd.len()
+    }
+}
+
+// LEAF KERNELS (generic over the packing, no threading)
+// ================================================================================================
+
+/// One DIF stage on a pair of half-blocks: `a' = a + b`, `b' = (a - b) * w`.
+#[inline(always)]
+pub(crate) fn dif_pair<P: super::packed::Packed>(lo: &mut [u64], hi: &mut [u64], w: &[u64]) {
+    let n = lo.len();
+    let main = n - n % P::WIDTH;
+    for j in (0..main).step_by(P::WIDTH) {
+        let a = P::load(&lo[j..]);
+        let b = P::load(&hi[j..]);
+        a.add(b).store(&mut lo[j..]);
+        a.sub(b).mul(P::load(&w[j..])).store(&mut hi[j..]);
+    }
+    for j in main..n {
+        let (a, b) = (lo[j], hi[j]);
+        lo[j] = field::add(a, b);
+        hi[j] = field::mul(field::sub(a, b), w[j]);
+    }
+}
+
+/// One DIT stage on a pair of half-blocks: `t = b * w`, `a' = a + t`, `b' = a - t`.
+#[inline(always)]
+pub(crate) fn dit_pair<P: super::packed::Packed>(lo: &mut [u64], hi: &mut [u64], w: &[u64]) {
+    let n = lo.len();
+    let main = n - n % P::WIDTH;
+    for j in (0..main).step_by(P::WIDTH) {
+        let a = P::load(&lo[j..]);
+        let t = P::load(&hi[j..]).mul(P::load(&w[j..]));
+        a.add(t).store(&mut lo[j..]);
+        a.sub(t).store(&mut hi[j..]);
+    }
+    for j in main..n {
+        let (a, t) = (lo[j], field::mul(hi[j], w[j]));
+        lo[j] = field::add(a, t);
+        hi[j] = field::sub(a, t);
+    }
+}
+
+/// All DIF stages `h = x.len() / 2, ..., 1` of one cache-resident block.
+#[inline(always)]
+pub(crate) fn dif_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
+    let mut h = x.len() / 2;
+    while h >= 1 {
+        for blk in x.chunks_exact_mut(2 * h) {
+            let (lo, hi) = blk.split_at_mut(h);
+            dif_pair::<P>(lo, hi, &tw[h..2 * h]);
+        }
+        h /= 2;
+    }
+}
+
+/// All DIT stages `h = 1, ..., x.len() / 2` of one cache-resident block.
+#[inline(always)]
+pub(crate) fn dit_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
+    let mut h = 1;
+    while h < x.len() {
+        for blk in x.chunks_exact_mut(2 * h) {
+            let (lo, hi) = blk.split_at_mut(h);
+            dit_pair::<P>(lo, hi, &tw[h..2 * h]);
+        }
+        h *= 2;
+    }
+}
+
+/// `x[i] = x[i] * y[i]` (`x` and `y` of equal length).
+#[inline(always)]
+pub(crate) fn mul_assign<P: super::packed::Packed>(x: &mut [u64], y: &[u64]) {
+    let n = x.len();
+    let main = n - n % P::WIDTH;
+    for j in (0..main).step_by(P::WIDTH) {
+        P::load(&x[j..]).mul(P::load(&y[j..])).store(&mut x[j..]);
+    }
+    for j in main..n {
+        x[j] = field::mul(x[j], y[j]);
+    }
+}
+
+/// `x[i] = x[i] * c`.
+#[inline(always)]
+pub(crate) fn scale<P: super::packed::Packed>(x: &mut [u64], c: u64) {
+    let n = x.len();
+    let main = n - n % P::WIDTH;
+    let vc = P::splat(c);
+    for j in (0..main).step_by(P::WIDTH) {
+        P::load(&x[j..]).mul(vc).store(&mut x[j..]);
+    }
+    for v in &mut x[main..] {
+        *v = field::mul(*v, c);
+    }
+}
+
+// DRIVERS
+// ================================================================================================
+
+/// DIF of one column in place (natural order in, bit-reversed out); `par` spreads the work
+/// over the thread pool.
+pub(crate) fn dif(k: &Kernels, x: &mut [u64], tw: &[u64], par: bool) {
+    let n = x.len();
+    if n < 2 {
+        return;
+    }
+    let mut h = n / 2;
+    while 2 * h > BLOCK {
+        let w = &tw[h..2 * h];
+        for blk in x.chunks_exact_mut(2 * h) {
+            let (lo, hi) = blk.split_at_mut(h);
+            if par {
+                lo.par_chunks_mut(PIECE)
+                    .zip(hi.par_chunks_mut(PIECE))
+                    .zip(w.par_chunks(PIECE))
+                    .for_each(|((a, b), w)| k.dif_pair(a, b, w));
+            } else {
+                k.dif_pair(lo, hi, w);
+            }
+        }
+        h /= 2;
+    }
+    let bs = 2 * h;
+    if par {
+        x.par_chunks_mut(bs).for_each(|blk| k.dif_block(blk, tw));
+    } else {
+        x.chunks_mut(bs).for_each(|blk| k.dif_block(blk, tw));
+    }
+}
+
+/// DIT of one column in place (bit-reversed order in, natural out).
+pub(crate) fn dit(k: &Kernels, x: &mut [u64], tw: &[u64], par: bool) {
+    let n = x.len();
+    if n < 2 {
+        return;
+    }
+    let bs = n.min(BLOCK);
+    if par {
+        x.par_chunks_mut(bs).for_each(|blk| k.dit_block(blk, tw));
+    } else {
+        x.chunks_mut(bs).for_each(|blk| k.dit_block(blk, tw));
+    }
+    let mut h = bs;
+    while h < n {
+        let w = &tw[h..2 * h];
+        for blk in x.chunks_exact_mut(2 * h) {
+            let (lo, hi) = blk.split_at_mut(h);
+            if par {
+                lo.par_chunks_mut(PIECE)
+                    .zip(hi.par_chunks_mut(PIECE))
+                    .zip(w.par_chunks(PIECE))
+                    .for_each(|((a, b), w)| k.dit_pair(a, b, w));
+            } else {
+                k.dit_pair(lo, hi, w);
+            }
+        }
+        h *= 2;
+    }
+}
+
+/// Index `i` with its `bits` low bits reversed.
+#[inline(always)]
+pub(crate) fn rev(i: usize, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        i.reverse_bits() >> (usize::BITS - bits)
+    }
+}
+
+/// Bit-reversal permutation in place.
+pub(crate) fn bit_reverse(x: &mut [u64]) {
+    let n = x.len();
+    let bits = n.trailing_zeros();
+    for i in 0..n {
+        let j = rev(i, bits);
+        if j > i {
+            x.swap(i, j);
+        }
+    }
+}
+
+/// Forward NTT of one column, natural order in and out (winter-math's `evaluate_poly`).
+pub(crate) fn forward(k: &Kernels, x: &mut [u64], tw: &Twiddles, par: bool) {
+    dif(k, x, &tw.fwd, par);
+    bit_reverse(x);
+}
+
+/// Inverse NTT of one column, natural order in and out, scaled by `1/n` (winter-math's
+/// `interpolate_poly`).
+pub(crate) fn inverse(k: &Kernels, x: &mut [u64], tw: &Twiddles, par: bool) {
+    dif(k, x, &tw.inv, par);
+    bit_reverse(x);
+    let n = x.len();
+    let inv_n = BaseElement::new(n as u64).inv().inner();
+    if par {
+        x.par_chunks_mut(PIECE).for_each(|c| k.scale(c, inv_n));
+    } else {
+        k.scale(x, inv_n);
+    }
+}
+
+/// Powers `s^rev(p)` for `p < n` (raw words), the coset shift of an LDE in the order a DIT
+/// input needs.
+pub(crate) fn shift_powers_bitrev(s: BaseElement, n: usize) -> Vec<u64> {
+    let bits = n.trailing_zeros();
+    let mut natural = Vec::with_capacity(n);
+    let mut acc = BaseElement::ONE;
+    for _ in 0..n {
+        natural.push(acc.inner());
+        acc *= s;
+    }
+    (0..n).map(|p| natural[rev(p, bits)]).collect()
+}

@@ -1,0 +1,215 @@
+//! Rescue-Prime `Rp64_256` permutations over packed words: `WIDTH` independent states (rows or
+//! node pairs) at once, operation for operation the same as winter-crypto.
+
+use winter_crypto::hashers::Rp64_256;
+use winter_math::{FieldElement, fields::f64::BaseElement};
+
+use super::packed::Packed;
+
+/// State width of `Rp64_256`.
+const STATE: usize = 12;
+/// Number of rounds.
+const ROUNDS: usize = 7;
+/// The rate part of the state starts here; the digest is `state[4..8]`.
+const RATE_START: usize = 4;
+/// Rate width.
+const RATE: usize = 8;
+
+/// A raw digest: four Montgomery words.
+pub(crate) type RawDigest = [u64; 4];
+
+/// First row of the circulant MDS matrix as small integers.
+fn mds_row() -> [u64; STATE] {
+    let mut row = [0u64; STATE];
+    for (r, m) in row.iter_mut().zip(Rp64_256::MDS[0].iter()) {
+        *r = m.as_int();
+    }
+    row
+}
+
+/// Round constants as raw words.
+fn ark(which: &[[BaseElement; STATE]; ROUNDS]) -> [[u64; STATE]; ROUNDS] {
+    let mut out = [[0u64; STATE]; ROUNDS];
+    for (o, r) in out.iter_mut().zip(which.iter()) {
+        for (w, e) in o.iter_mut().zip(r.iter()) {
+            *w = e.inner();
+        }
+    }
+    out
+}
+
+/// Constants of the permutation in raw form, computed once per call site.
+pub(crate) struct Constants {
+    mds: [u64; STATE],
+    ark1: [[u64; STATE]; ROUNDS],
+    ark2: [[u64; STATE]; ROUNDS],
+    /// `BaseElement::new(k)` words for the capacity element, indexed by `k`.
+    len_word_8: u64,
+}
+
+impl Constants {
+    /// Builds the constants from winter-crypto's public tables.
+    pub(crate) fn new() -> Self {
+        Self {
+            mds: mds_row(),
+            ark1: ark(&Rp64_256::ARK1),
+            ark2: ark(&Rp64_256::ARK2),
+            len_word_8: BaseElement::new(RATE as u64).inner(),
+        }
+    }
+}
+
+#[inline(always)]
+fn square<P: Packed>(x: P) -> P {
+    x.mul(x)
+}
+
+#[inline(always)]
+fn exp_acc<P: Packed, const M: usize>(base: [P; STATE], tail: [P; STATE]) -> [P; STATE] {
+    let mut result = base;
+    for _ in 0..M {
+        for r in result.iter_mut() {
+            *r = square(*r);
+        }
+    }
+    for (r, t) in result.iter_mut().zip(tail) {
+        *r = r.mul(t);
+    }
+    result
+}
+
+#[inline(always)]
+fn mds<P: Packed>(state: &mut [P; STATE], row: &[u64; STATE]) {
+    let mut lo = [P::splat(0); STATE];
+    let mut hi = [P::splat(0); STATE];
+    for (i, s) in state.iter().enumerate() {
+        let (l, h) = s.split();
+        lo[i] = l;
+        hi[i] = h;
+    }
+    for (r, out) in state.iter_mut().enumerate() {
+        let mut acc_l = P::splat(0);
+        let mut acc_h = P::splat(0);
+        for c in 0..STATE {
+            // Circulant: entry (r, c) is row[(c - r) mod 12].
+            let m = P::splat(row[(c + STATE - r) % STATE]);
+            acc_l = acc_l.wadd(lo[c].mul_u32(m));
+            acc_h = acc_h.wadd(hi[c].mul_u32(m));
+        }
+        *out = P::mds_reduce(acc_l, acc_h);
+    }
+}
+
+#[inline(always)]
+fn add_constants<P: Packed>(state: &mut [P; STATE], ark: &[u64; STATE]) {
+    for (s, &k) in state.iter_mut().zip(ark) {
+        *s = s.add(P::splat(k));
+    }
+}
+
+#[inline(always)]
+fn sbox<P: Packed>(state: &mut [P; STATE]) {
+    for s in state.iter_mut() {
+        let x2 = square(*s);
+        let x4 = square(x2);
+        let x3 = x2.mul(*s);
+        *s = x3.mul(x4);
+    }
+}
+
+#[inline(always)]
+fn inv_sbox<P: Packed>(state: &mut [P; STATE]) {
+    let mut t1 = *state;
+    for t in t1.iter_mut() {
+        *t = square(*t);
+    }
+    let mut t2 = t1;
+    for t in t2.iter_mut() {
+        *t = square(*t);
+    }
+    let t3 = exp_acc::<P, 3>(t2, t2);
+    let t4 = exp_acc::<P, 6>(t3, t3);
+    let t5 = exp_acc::<P, 12>(t4, t4);
+    let t6 = exp_acc::<P, 6>(t5, t3);
+    let t7 = exp_acc::<P, 31>(t6, t6);
+    for (i, s) in state.iter_mut().enumerate() {
+        let a = square(square(square(t7[i]).mul(t6[i])));
+        let b = t1[i].mul(t2[i]).mul(*s);
+        *s = a.mul(b);
+    }
+}
+
+/// The `Rp64_256` permutation on `P::WIDTH` states.
+#[inline(always)]
+pub(crate) fn permute<P: Packed>(state: &mut [P; STATE], k: &Constants) {
+    for round in 0..ROUNDS {
+        sbox(state);
+        mds(state, &k.mds);
+        add_constants(state, &k.ark1[round]);
+        inv_sbox(state);
+        mds(state, &k.mds);
+        add_constants(state, &k.ark2[round]);
+    }
+}
+
+/// `Rp64_256::hash_elements` of `P::WIDTH` consecutive rows of a row-major matrix with
+/// `width` words per row, starting at `rows[0]`; writes one digest per row into `out`.
+#[inline(always)]
+pub(crate) fn hash_rows<P: Packed>(
+    rows: &[u64],
+    width: usize,
+    out: &mut [RawDigest],
+    k: &Constants,
+) {
+    let lanes = P::WIDTH;
+    let mut state = [P::splat(0); STATE];
+    state[0] = P::splat(BaseElement::new(width as u64).inner());
+    let mut buf = [0u64; 8];
+    let mut i = 0;
+    for c in 0..width {
+        for (l, b) in buf.iter_mut().enumerate().take(lanes) {
+            *b = rows[l * width + c];
+        }
+        state[RATE_START + i] = state[RATE_START + i].add(P::load(&buf));
+        i += 1;
+        if i == RATE {
+            permute(&mut state, k);
+            i = 0;
+        }
+    }
+    if i > 0 {
+        permute(&mut state, k);
+    }
+    store_digests(&state, out);
+}
+
+/// `Rp64_256::merge` of `P::WIDTH` pairs: `pairs[2j], pairs[2j + 1]` into `out[j]`.
+#[inline(always)]
+pub(crate) fn merge<P: Packed>(pairs: &[RawDigest], out: &mut [RawDigest], k: &Constants) {
+    let lanes = P::WIDTH;
+    let mut state = [P::splat(0); STATE];
+    state[0] = P::splat(k.len_word_8);
+    let mut buf = [0u64; 8];
+    for w in 0..RATE {
+        for (l, b) in buf.iter_mut().enumerate().take(lanes) {
+            *b = pairs[2 * l + w / 4][w % 4];
+        }
+        state[RATE_START + w] = P::load(&buf);
+    }
+    permute(&mut state, k);
+    store_digests(&state, out);
+}
+
+#[inline(always)]
+fn store_digests<P: Packed>(state: &[P; STATE], out: &mut [RawDigest]) {
+    let mut buf = [0u64; 8];
+    for w in 0..4 {
+        state[RATE_START + w].store(&mut buf);
+        for (l, d) in out.iter_mut().enumerate().take(P::WIDTH) {
+            d[w] = buf[l];
+        }
+    }
+}
+
+// The permutation starts from an all-zero state: winter-math's zero is the zero word.
+const _: () = assert!(BaseElement::ZERO.inner() == 0);

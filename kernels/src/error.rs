@@ -1,0 +1,67 @@
+//! The crate's error type.
+
+use crate::cpu::Isa;
+
+/// Everything that can go wrong when building a backend or calling one of its operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An instruction set was requested (constructor argument or `EPA_SIMD`) that this CPU
+    /// does not have.
+    #[error(
+        "the CPU backend was asked for {requested} but this CPU lacks it (best available: \
+         {available}); request {available} or scalar, or unset EPA_SIMD"
+    )]
+    UnsupportedIsa {
+        /// What was requested.
+        requested: Isa,
+        /// The best instruction set this CPU does support.
+        available: Isa,
+    },
+    /// The `EPA_SIMD` environment variable holds something other than an instruction set name.
+    #[error("EPA_SIMD is {value:?}; set it to one of scalar, avx2, avx512, or unset it")]
+    InvalidSimdEnv {
+        /// The value found.
+        value: String,
+    },
+    /// A length that must be a power of two is not.
+    #[error("{what} must be a power of two, but is {len}; pad the input to a power of two")]
+    NotPowerOfTwo {
+        /// Which length.
+        what: &'static str,
+        /// The length found.
+        len: usize,
+    },
+    /// A transform is larger than Goldilocks' two-adic subgroup (2^32 points) or than memory
+    /// indexing allows.
+    #[error(
+        "{what} needs 2^{log_size} points, more than the 2^{max_log} supported; split the work"
+    )]
+    TooLarge {
+        /// Which transform.
+        what: &'static str,
+        /// Log2 of the requested size.
+        log_size: u32,
+        /// Log2 of the largest supported size.
+        max_log: u32,
+    },
+    /// Matrix dimensions do not fit together.
+    #[error("{what}: expected {expected}, found {found}; fix the matrix shape")]
+    Shape {
+        /// What was checked.
+        what: &'static str,
+        /// The expected value.
+        expected: usize,
+        /// The value found.
+        found: usize,
+    },
+    /// A coset LDE was asked for with the zero domain offset (a coset needs a unit).
+    #[error("the LDE domain offset is zero; use a non-zero offset such as the field generator")]
+    ZeroOffset,
+    /// A Merkle tree needs at least two leaves.
+    #[error("a Merkle tree needs at least 2 leaves, got {leaves}; commit to a larger matrix")]
+    TooFewLeaves {
+        /// Number of leaves given.
+        leaves: usize,
+    },
+}
