@@ -42,5 +42,6 @@ pub mod options;
 pub mod prover;
 pub mod registry;
 pub mod rescue;
+pub mod workload;
 
 pub use error::Error;

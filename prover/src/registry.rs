@@ -15,6 +15,7 @@ use winterfell::{AcceptableOptions, Air, Proof, ProofOptions};
 
 use crate::Error;
 use crate::air::rescue_chain::{self, RescueChainAir, RescueChainPublicInputs};
+use crate::air::smt_update::{self, SmtUpdateAir, SmtUpdatePublicInputs, SmtUpdateWitness};
 use crate::envelope::{ExpectedShape, ProofEnvelope, VerifiedStatement, check_proof_shape};
 use crate::options::{HashId, OptionsChoice};
 use crate::prover::{DefaultComponents, ProverComponents};
@@ -37,7 +38,7 @@ impl AirId {
     /// The registry name.
     pub const fn name(self) -> &'static str {
         match self {
-            AirId::SmtUpdate => "smt-update",
+            AirId::SmtUpdate => smt_update::AIR_NAME,
             AirId::RescueChain => rescue_chain::AIR_NAME,
         }
     }
@@ -103,6 +104,13 @@ pub enum ProveRequest {
         /// Number of merges (a power of two).
         steps: u64,
     },
+    /// A batch of sparse-Merkle-tree updates (witnesses from `crypto::smt`'s batch update).
+    SmtUpdate {
+        /// Tree depth.
+        depth: u8,
+        /// The updates in order, each with its authentication path and roots.
+        witnesses: Vec<SmtUpdateWitness>,
+    },
 }
 
 impl ProveRequest {
@@ -110,6 +118,7 @@ impl ProveRequest {
     pub fn air(&self) -> AirId {
         match self {
             ProveRequest::RescueChain { .. } => AirId::RescueChain,
+            ProveRequest::SmtUpdate { .. } => AirId::SmtUpdate,
         }
     }
 }
@@ -120,6 +129,8 @@ impl ProveRequest {
 pub enum Statement {
     /// `result = H^steps(seed)` for the rescue chain.
     RescueChain(RescueChainPublicInputs),
+    /// `old_root -> new_root` by exactly the listed updates.
+    SmtUpdate(SmtUpdatePublicInputs),
 }
 
 impl fmt::Display for Statement {
@@ -131,6 +142,14 @@ impl fmt::Display for Statement {
                 pi.steps,
                 word_hex(&pi.seed),
                 word_hex(&pi.result)
+            ),
+            Statement::SmtUpdate(pi) => write!(
+                f,
+                "smt-update: {} updates at depth {}, root {} -> {}",
+                pi.updates().len(),
+                pi.depth(),
+                word_hex(pi.old_root()),
+                word_hex(pi.new_root())
             ),
         }
     }
@@ -176,6 +195,10 @@ where
             let (proof, pi) = rescue_chain::prove(*seed, *steps, wf_options, components)?;
             (proof, pi.to_bytes())
         }
+        ProveRequest::SmtUpdate { depth, witnesses } => {
+            let (proof, pi) = smt_update::prove(*depth, witnesses, wf_options, components)?;
+            (proof, pi.to_bytes())
+        }
     };
     Ok(ProofEnvelope {
         air: request.air(),
@@ -202,9 +225,15 @@ pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
             Statement::RescueChain(pi)
         }
         AirId::SmtUpdate => {
-            return Err(Error::UnknownAir {
-                name: "smt-update (not yet registered)".into(),
-            });
+            let pi = SmtUpdatePublicInputs::from_bytes(&envelope.public_inputs)?;
+            let shape = ExpectedShape {
+                air: smt_update::AIR_NAME,
+                width: smt_update::TRACE_WIDTH,
+                trace_length: pi.trace_length(),
+                options: options.clone(),
+            };
+            verify_air::<SmtUpdateAir>(&shape, envelope.hash, &envelope.proof, pi.clone())?;
+            Statement::SmtUpdate(pi)
         }
     };
     Ok(VerifiedStatement {

@@ -9,12 +9,15 @@ use std::path::PathBuf;
 use epa_prover::envelope::verify_envelope;
 use epa_prover::options::{HashId, Preset};
 use epa_prover::registry::{self, ProveRequest};
+use epa_prover::workload::SmtWorkload;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use winter_math::fields::f64::BaseElement;
 
 fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn hash_tag(hash: HashId) -> &'static str {
@@ -34,8 +37,15 @@ fn check_fixture(name: &str, bytes: &[u8]) {
     }
     let stored = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run with EPA_BLESS=1 to create it", path.display()));
-    assert!(stored.len() < 100 * 1024, "{name} is {} bytes; keep fixtures small", stored.len());
-    assert!(stored == bytes, "{name}: regenerated proof differs from the golden file");
+    assert!(
+        stored.len() < 100 * 1024,
+        "{name} is {} bytes; keep fixtures small",
+        stored.len()
+    );
+    assert!(
+        stored == bytes,
+        "{name}: regenerated proof differs from the golden file"
+    );
     verify_envelope(&stored).unwrap_or_else(|e| panic!("{name} does not verify: {e}"));
 }
 
@@ -49,6 +59,27 @@ fn rescue_chain_request() -> ProveRequest {
 fn rescue_chain_fixtures() {
     for hash in HashId::ALL {
         let env = registry::prove(&rescue_chain_request(), Preset::Fast96.into(), hash).unwrap();
-        check_fixture(&format!("rescue_chain_{}_v1.bin", hash_tag(hash)), &env.to_bytes().unwrap());
+        check_fixture(
+            &format!("rescue_chain_{}_v1.bin", hash_tag(hash)),
+            &env.to_bytes().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn smt_update_fixtures() {
+    for hash in HashId::ALL {
+        // Same seed for both hashes: the same two updates on an empty depth-16 tree.
+        let mut workload = SmtWorkload::new(16, 0x5eed_0001).unwrap();
+        let witnesses = workload.next_batch(2).unwrap();
+        let request = ProveRequest::SmtUpdate {
+            depth: 16,
+            witnesses,
+        };
+        let env = registry::prove(&request, Preset::Fast96.into(), hash).unwrap();
+        check_fixture(
+            &format!("smt_update_{}_v1.bin", hash_tag(hash)),
+            &env.to_bytes().unwrap(),
+        );
     }
 }

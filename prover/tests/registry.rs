@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use epa_prover::Error;
 use epa_prover::air::rescue_chain::{Word, reference_chain};
+use epa_prover::air::smt_update::SmtUpdatePublicInputs;
 use epa_prover::envelope::verify_envelope;
 use epa_prover::options::{HashId, Preset};
 use epa_prover::prover::{DefaultComponents, ProverComponents};
 use epa_prover::registry::{self, AirId, ProveRequest, Statement};
+use epa_prover::workload::SmtWorkload;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use winter_crypto::hashers::{Blake3_256, Rp64_256};
@@ -159,4 +161,35 @@ where
 fn swapped_components_give_identical_proofs() {
     check_swapped_components::<Blake3_256<BaseElement>>();
     check_swapped_components::<Rp64_256>();
+}
+
+#[test]
+fn smt_update_dispatch_round_trip() {
+    let seed = ChaCha20Rng::from_entropy().r#gen::<u64>();
+    for hash in HashId::ALL {
+        let mut workload = SmtWorkload::new(8, seed).unwrap();
+        let before = workload.root();
+        let witnesses = workload.next_batch(3).unwrap();
+        let request = ProveRequest::SmtUpdate {
+            depth: 8,
+            witnesses,
+        };
+        let env = registry::prove(&request, Preset::Fast96.into(), hash).unwrap();
+        let bytes = env.to_bytes().unwrap();
+        let verified = verify_envelope(&bytes).unwrap();
+        let Statement::SmtUpdate(pi) = &verified.statement else {
+            panic!("wrong statement")
+        };
+        assert_eq!((pi.old_root(), pi.new_root()), (&before, &workload.root()));
+        assert_eq!(pi.updates().len(), 3);
+        // The same proof under the statement of another batch is rejected.
+        let other = workload.next_batch(3).unwrap();
+        let other_pi = SmtUpdatePublicInputs::from_witnesses(8, &other).unwrap();
+        let mut forged = env.clone();
+        forged.public_inputs = other_pi.to_bytes();
+        assert!(matches!(
+            registry::verify(&forged),
+            Err(Error::Rejected { .. })
+        ));
+    }
 }
