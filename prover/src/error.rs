@@ -135,4 +135,82 @@ pub enum Error {
         min_bits: u32,
     },
     // ---- smt-update variants go here ----
+    /// An `smt-update` tree depth outside `2..=64`.
+    #[error("smt-update: tree depth {depth} is not supported; use a depth in 2..=64 (default 32)")]
+    SmtDepthOutOfRange {
+        /// The rejected depth.
+        depth: usize,
+    },
+    /// An `smt-update` batch with no updates.
+    #[error("smt-update: the batch is empty; submit at least one update")]
+    SmtEmptyBatch,
+    /// An `smt-update` batch larger than the trace-length limit allows at its depth.
+    #[error(
+        "smt-update: {count} updates exceed the limit of {max} at depth {depth}; split the batch"
+    )]
+    SmtTooManyUpdates {
+        /// Updates in the batch.
+        count: usize,
+        /// The most this depth allows.
+        max: usize,
+        /// The tree depth.
+        depth: usize,
+    },
+    /// An update whose authentication path length is not the tree depth.
+    #[error(
+        "smt-update: update {index} has {siblings} siblings but the tree depth is {depth}; the witness comes from another tree"
+    )]
+    SmtDepthMismatch {
+        /// Position of the update in the batch.
+        index: usize,
+        /// Number of siblings given.
+        siblings: usize,
+        /// The tree depth.
+        depth: usize,
+    },
+    /// An update key that does not fit the tree depth.
+    #[error(
+        "smt-update: key {key} of update {index} is not below 2^{depth}; fix the key or the depth"
+    )]
+    SmtKeyOutOfRange {
+        /// Position of the update in the batch.
+        index: usize,
+        /// The key.
+        key: u64,
+        /// The tree depth.
+        depth: usize,
+    },
+    /// An update whose path does not hash its old (or new) value to its old (or new) root.
+    #[error(
+        "smt-update: update {index}'s path does not hash its {which} value to its {which} root; the witness is corrupt"
+    )]
+    SmtPathMismatch {
+        /// Position of the update in the batch.
+        index: usize,
+        /// `"old"` or `"new"`.
+        which: &'static str,
+    },
+    /// An update whose old root is not the previous update's new root.
+    #[error(
+        "smt-update: update {index}'s old root is not update {}'s new root; witnesses must be applied in order", index - 1
+    )]
+    SmtBrokenChain {
+        /// Position of the update in the batch (at least 1).
+        index: usize,
+    },
+    /// A field element in encoded public inputs that is not canonical (`>= p`).
+    #[error(
+        "smt-update: {what} holds {value:#x}, not a canonical Goldilocks element; the data is corrupt"
+    )]
+    SmtNonCanonical {
+        /// The field being decoded.
+        what: &'static str,
+        /// The rejected raw value.
+        value: u64,
+    },
+    /// Encoded public inputs whose commitment does not match their update list.
+    #[error(
+        "smt-update: the update-list commitment does not match the listed updates; the public inputs were altered"
+    )]
+    SmtCommitmentMismatch,
 }
