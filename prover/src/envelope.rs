@@ -79,6 +79,10 @@ pub struct VerifiedStatement {
     pub statement: Statement,
     /// Size of the winterfell proof in bytes.
     pub proof_len: usize,
+    /// Rows of the proved execution trace.
+    pub trace_length: usize,
+    /// Columns of the proved execution trace.
+    pub trace_width: usize,
 }
 
 impl ProofEnvelope {

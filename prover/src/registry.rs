@@ -212,7 +212,7 @@ where
 /// Verifies a decoded envelope with the stock winterfell verifier (see [`crate::envelope`]).
 pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
     let options = envelope.options.params().to_winterfell()?;
-    let statement = match envelope.air {
+    let (statement, shape) = match envelope.air {
         AirId::RescueChain => {
             let pi = RescueChainPublicInputs::from_bytes(&envelope.public_inputs)?;
             let shape = ExpectedShape {
@@ -222,7 +222,7 @@ pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
                 options: options.clone(),
             };
             verify_air::<RescueChainAir>(&shape, envelope.hash, &envelope.proof, pi)?;
-            Statement::RescueChain(pi)
+            (Statement::RescueChain(pi), shape)
         }
         AirId::SmtUpdate => {
             let pi = SmtUpdatePublicInputs::from_bytes(&envelope.public_inputs)?;
@@ -233,7 +233,7 @@ pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
                 options: options.clone(),
             };
             verify_air::<SmtUpdateAir>(&shape, envelope.hash, &envelope.proof, pi.clone())?;
-            Statement::SmtUpdate(pi)
+            (Statement::SmtUpdate(pi), shape)
         }
     };
     Ok(VerifiedStatement {
@@ -243,6 +243,8 @@ pub fn verify(envelope: &ProofEnvelope) -> Result<VerifiedStatement, Error> {
         conjectured_bits: envelope.options.params().conjectured_bits(128),
         statement,
         proof_len: envelope.proof.len(),
+        trace_length: shape.trace_length,
+        trace_width: shape.width,
     })
 }
 

@@ -19,6 +19,11 @@ pub fn random_word(rng: &mut impl Rng) -> Word {
     core::array::from_fn(|_| BaseElement::new(rng.gen_range(0..BaseElement::MODULUS)))
 }
 
+/// A random word derived from `seed` (for example a rescue-chain seed from a CLI `--seed`).
+pub fn seed_word(seed: u64) -> Word {
+    random_word(&mut ChaCha20Rng::seed_from_u64(seed))
+}
+
 /// One in-memory sparse Merkle tree and the RNG that drives its random updates.
 pub struct SmtWorkload {
     tree: Smt<MemStore>,
