@@ -229,6 +229,30 @@ fn works_with_the_fast_96_preset() {
     smt_update::verify::<Rp64_256>(proof, &pi, &acceptable).expect("verifies");
 }
 
+#[test]
+fn too_small_blowup_is_a_typed_error() {
+    let witnesses = random_batch(4, 1, 3);
+    let options = ProofOptions::new(
+        12,
+        4,
+        0,
+        FieldExtension::None,
+        4,
+        7,
+        BatchingMethod::Linear,
+        BatchingMethod::Linear,
+    );
+    let result = smt_update::prove(4, &witnesses, options, DefaultComponents::<Blake>::new());
+    assert!(matches!(
+        result,
+        Err(Error::InvalidOptions {
+            field: "blowup_factor",
+            value: 4,
+            ..
+        })
+    ));
+}
+
 /// One honest proof checked against altered statements: another list, roots, key, value,
 /// order, depth or batch size. None verifies.
 #[test]

@@ -130,6 +130,10 @@ pub const MAX_TRACE_LENGTH: usize = 1 << 22;
 /// Hard cap on the number of updates in one batch, checked before any allocation.
 pub const MAX_UPDATES: usize = MAX_TRACE_LENGTH / (CYCLE_LENGTH * MIN_DEPTH as usize);
 
+/// Smallest blowup factor the constraints allow (the rounds have degree 7 plus a periodic
+/// factor, so the constraint evaluation domain is 8 times the trace).
+pub const MIN_BLOWUP_FACTOR: usize = 8;
+
 /// First column of the old-path hash state `A`.
 pub const COL_OLD: usize = 0;
 /// First column of the new-path hash state `B`.
@@ -453,6 +457,13 @@ pub fn prove_trace<C: ProverComponents>(
     options: ProofOptions,
     components: C,
 ) -> Result<(Proof, SmtUpdatePublicInputs), Error> {
+    if options.blowup_factor() < MIN_BLOWUP_FACTOR {
+        return Err(Error::InvalidOptions {
+            field: "blowup_factor",
+            value: options.blowup_factor() as u64,
+            rule: "must be at least 8 for smt-update (degree-7 Rescue rounds)",
+        });
+    }
     let layout = pub_inputs.layout();
     if trace.width() != TRACE_WIDTH || trace.length() != layout.trace_length {
         return Err(Error::InvalidWitness {
@@ -500,6 +511,13 @@ where
                 TRACE_WIDTH,
                 layout.trace_length
             ),
+        });
+    }
+    let blowup = proof.options().blowup_factor();
+    if blowup < MIN_BLOWUP_FACTOR {
+        return Err(Error::MalformedProof {
+            air: AIR_NAME,
+            reason: format!("blowup factor {blowup} is below the minimum {MIN_BLOWUP_FACTOR}"),
         });
     }
     let pub_inputs = pub_inputs.clone();
