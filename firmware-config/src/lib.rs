@@ -452,22 +452,24 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> Error {
         .unwrap_or((1, 1));
     let message = e.message().to_string();
     // serde's wording: "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let suggestion = candidates
-                .iter()
-                .map(|c| (strsim::jaro_winkler(key, c), *c))
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, c)| c.to_string());
-            return Error::UnknownKey {
-                file: origin.to_string(),
-                line,
-                key: key.to_string(),
-                suggestion,
-            };
-        }
+    if let Some((key, expected)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        let suggestion = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|c| (strsim::jaro_winkler(key, c), c))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| c.to_string());
+        return Error::UnknownKey {
+            file: origin.to_string(),
+            line,
+            key: key.to_string(),
+            suggestion,
+        };
     }
     Error::Syntax {
         file: origin.to_string(),

@@ -17,9 +17,11 @@ fn example_file_parses_and_validates() {
     assert_eq!(c.shards.len(), 1);
     assert_eq!(c.tenants[0].shards, vec![0]);
     // The example states the defaults: apart from the example shard and tenant, it equals them.
-    let mut d = Config::default();
-    d.shards = c.shards.clone();
-    d.tenants = c.tenants.clone();
+    let d = Config {
+        shards: c.shards.clone(),
+        tenants: c.tenants.clone(),
+        ..Config::default()
+    };
     assert_eq!(c, d);
 }
 
