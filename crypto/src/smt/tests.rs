@@ -185,3 +185,41 @@ fn boxed_dyn_store_works() {
     assert_eq!(tree.get(9).expect("in range"), value);
     assert_eq!(tree.get(10).expect("in range"), EMPTY_WORD);
 }
+
+#[test]
+fn threads_do_not_change_results() {
+    let mut rng = ChaCha20Rng::from_entropy();
+    // Enough updates that every level's merges are split across workers, with repeated keys.
+    let keys: Vec<u64> = (0..150).map(|_| rng.gen_range(0..1 << 20)).collect();
+    let updates: Vec<(u64, Word)> = (0..400)
+        .map(|i| {
+            let value = if i % 7 == 0 {
+                EMPTY_WORD
+            } else {
+                random_word(&mut rng)
+            };
+            (keys[rng.gen_range(0..keys.len())], value)
+        })
+        .collect();
+    let mut single = Smt::new(20, MemStore::new()).expect("valid depth");
+    let mut parallel = Smt::new(20, MemStore::new()).expect("valid depth");
+    parallel.set_threads(3);
+    assert_eq!(parallel.threads(), 3);
+    let start = single.root();
+    let expected = single.update_batch(&updates).expect("in range");
+    assert_eq!(parallel.update_batch(&updates).expect("in range"), expected);
+    assert!(verify_witness_chain(20, &start, &expected));
+    assert_eq!(parallel.root(), single.root());
+
+    let more: Vec<(u64, Word)> = (0..300)
+        .map(|_| (rng.gen_range(0..1 << 20), random_word(&mut rng)))
+        .collect();
+    let root = parallel.apply_batch(&more).expect("in range");
+    assert_eq!(single.apply_batch(&more).expect("in range"), root);
+    let witnesses = single.update_batch(&more).expect("in range");
+    assert_eq!(
+        witnesses.last().map(|w| w.new_root),
+        Some(root),
+        "rewriting the same values keeps the root"
+    );
+}

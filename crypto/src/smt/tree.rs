@@ -71,6 +71,7 @@ pub fn verify_witness_chain(depth: u8, start_root: &Word, witnesses: &[UpdateWit
 pub struct Smt<S> {
     depth: u8,
     root: Word,
+    threads: usize,
     store: S,
 }
 
@@ -89,7 +90,23 @@ impl<S: NodeStore> Smt<S> {
         let root = store
             .get_node(NodeIndex::new(depth, 0))?
             .unwrap_or_else(|| empty_subtree_root(depth));
-        Ok(Self { depth, root, store })
+        Ok(Self {
+            depth,
+            root,
+            threads: 1,
+            store,
+        })
+    }
+
+    /// Lets batch updates hash each level on up to `threads` scoped worker threads (`0` and
+    /// `1` mean the calling thread only, the default). The result does not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// The number of threads batch updates may hash on.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The current root.
@@ -128,9 +145,8 @@ impl<S: NodeStore> Smt<S> {
     /// [`Error::SmtKeyOutOfRange`] if `key >= 2^depth`; the store's error if a read fails.
     pub fn prove(&self, key: u64) -> Result<SmtProof, Error> {
         check_key(key, self.depth)?;
-        let view = Overlay::new(&self.store);
-        let value = view.leaf(key)?;
-        let siblings = view.path(key, self.depth)?;
+        let value = self.node(0, key)?;
+        let siblings = self.path(key)?;
         Ok(SmtProof {
             key,
             value,
@@ -152,14 +168,17 @@ impl<S: NodeStore> Smt<S> {
     /// Applies `updates` in order (a key may repeat; the empty word deletes) and returns one
     /// witness per update.
     ///
-    /// Witnesses are produced sequentially over an in-memory overlay of the nodes changed so
-    /// far, so every node is read from the store at most once per batch, the final tree needs
-    /// no further hashing, and the store receives all changes in one atomic
-    /// [`WriteBatch`]. Each update that changes its leaf costs exactly `depth` hashes: its
-    /// `new_root` is a fresh value on every level of its path, so no scheme that returns
-    /// per-update roots can do fewer. An update that rewrites a leaf's current value costs no
-    /// hash. When only the final root is needed, [`apply_batch`](Self::apply_batch) hashes
-    /// each changed node once instead.
+    /// Each update that changes its leaf costs exactly `depth` hashes: its `new_root` is a
+    /// fresh value on every level of its path, so no scheme that returns per-update roots can
+    /// do fewer (an update that rewrites a leaf's current value costs none). What the batch
+    /// shares is the structure: the tree is processed one level at a time, bottom-up. At level
+    /// `l`, one in-order sweep over the updates finds each update's sibling as it was just
+    /// before that update (the last earlier update through the sibling node, else the store),
+    /// and then the level's merges are all independent of each other: one flat batch of hashes
+    /// that runs on [`threads`](Self::set_threads) worker threads (or, later, an accelerator).
+    /// The last value of every touched node is the final tree, written to the store in one
+    /// atomic [`WriteBatch`]. When only the final root is needed,
+    /// [`apply_batch`](Self::apply_batch) hashes each changed node once instead.
     ///
     /// # Errors
     /// [`Error::SmtKeyOutOfRange`] if any key is `>= 2^depth` (checked before anything is
@@ -170,28 +189,92 @@ impl<S: NodeStore> Smt<S> {
             check_key(key, self.depth)?;
         }
         let depth = self.depth;
-        let mut overlay = Overlay::new(&self.store);
-        let mut root = self.root;
-        let mut witnesses = Vec::with_capacity(updates.len());
+        let count = updates.len();
+        let mut batch = WriteBatch::new();
+
+        // Level 0: old values, leaf-level siblings, which updates change anything.
+        let mut siblings: Vec<Vec<Word>> = Vec::with_capacity(count);
+        let mut old_values = Vec::with_capacity(count);
+        let mut changes = Vec::with_capacity(count);
+        // `path[i]`: the node on update `i`'s path at the current level, just after update `i`.
+        let mut path = Vec::with_capacity(count);
+        let mut current: HashMap<u64, Word> = HashMap::new();
         for &(key, new_value) in updates {
-            let old_value = overlay.leaf(key)?;
-            let siblings = overlay.path(key, depth)?;
-            let new_root = if new_value == old_value {
-                root
-            } else {
-                overlay.leaves.insert(key, new_value);
-                let mut node = new_value;
-                for (level, sibling) in (0..depth).zip(&siblings) {
-                    node = if path_index(key, level) & 1 == 1 {
-                        merge(sibling, &node)
+            let old_value = lookup(&current, key, || self.store.get_leaf(key), EMPTY_WORD)?;
+            let sibling = lookup(
+                &current,
+                key ^ 1,
+                || self.store.get_leaf(key ^ 1),
+                EMPTY_WORD,
+            )?;
+            let mut path_siblings = Vec::with_capacity(usize::from(depth));
+            path_siblings.push(sibling);
+            siblings.push(path_siblings);
+            old_values.push(old_value);
+            changes.push(old_value != new_value);
+            if old_value != new_value {
+                current.insert(key, new_value);
+            }
+            path.push(new_value);
+        }
+        push_leaf_ops(&mut batch, current);
+
+        for level in 0..depth {
+            // The merges of this level, all independent.
+            let pairs: Vec<(Word, Word)> = (0..count)
+                .filter(|&i| changes[i])
+                .map(|i| {
+                    let sibling = siblings[i][usize::from(level)];
+                    if path_index(updates[i].0, level) & 1 == 1 {
+                        (sibling, path[i])
                     } else {
-                        merge(&node, sibling)
-                    };
-                    let parent = NodeIndex::new(level + 1, path_index(key, level + 1));
-                    overlay.nodes.insert(parent, node);
+                        (path[i], sibling)
+                    }
+                })
+                .collect();
+            let mut parents = merge_pairs(&pairs, self.threads).into_iter();
+
+            // One in-order sweep: parents of changing updates come from the merges, the others
+            // keep the current node; siblings one level up are read just before each update.
+            let up = level + 1;
+            let default = empty_subtree_root(up);
+            let mut current: HashMap<u64, Word> = HashMap::new();
+            for i in 0..count {
+                let index = path_index(updates[i].0, up);
+                if up < depth {
+                    let at = NodeIndex::new(up, index ^ 1);
+                    siblings[i].push(lookup(
+                        &current,
+                        at.index,
+                        || self.store.get_node(at),
+                        default,
+                    )?);
                 }
-                node
-            };
+                path[i] = if changes[i] {
+                    let parent = parents
+                        .next()
+                        .expect("one merge per changing update on every level");
+                    current.insert(index, parent);
+                    parent
+                } else {
+                    let at = NodeIndex::new(up, index);
+                    lookup(&current, index, || self.store.get_node(at), default)?
+                };
+            }
+            let mut nodes: Vec<(u64, Word)> = current.into_iter().collect();
+            nodes.sort_unstable_by_key(|&(index, _)| index);
+            for (index, value) in nodes {
+                batch.push(node_op(NodeIndex::new(up, index), value));
+            }
+        }
+
+        let mut witnesses = Vec::with_capacity(count);
+        let mut root = self.root;
+        for ((&(key, new_value), (old_value, siblings)), new_root) in updates
+            .iter()
+            .zip(old_values.into_iter().zip(siblings))
+            .zip(path)
+        {
             witnesses.push(UpdateWitness {
                 key,
                 old_value,
@@ -202,7 +285,6 @@ impl<S: NodeStore> Smt<S> {
             });
             root = new_root;
         }
-        let batch = overlay.into_batch();
         if !batch.is_empty() {
             self.store.write_batch(&batch)?;
         }
@@ -214,7 +296,8 @@ impl<S: NodeStore> Smt<S> {
     /// and returns the new root.
     ///
     /// This is the bottom-up pass: the changed leaves are sorted, and level by level each
-    /// changed parent is hashed exactly once from its two children, so keys that share upper
+    /// changed parent is hashed exactly once from its two children (one batch of independent
+    /// hashes per level, on [`threads`](Self::set_threads) threads), so keys that share upper
     /// levels share that work. The result is written in one atomic [`WriteBatch`].
     ///
     /// # Errors
@@ -243,30 +326,31 @@ impl<S: NodeStore> Smt<S> {
         if dirty.is_empty() {
             return Ok(self.root);
         }
-        let view = Overlay::new(&self.store);
         for level in 0..self.depth {
-            let mut parents = Vec::with_capacity(dirty.len().div_ceil(2));
+            let mut indices = Vec::with_capacity(dirty.len().div_ceil(2));
+            let mut pairs = Vec::with_capacity(dirty.len().div_ceil(2));
             let mut i = 0;
             while i < dirty.len() {
                 let (index, value) = dirty[i];
-                let (left, right) = if index & 1 == 1 {
-                    (view.node(level, index ^ 1)?, value)
-                } else if let Some(&(next, right)) =
+                let pair = if index & 1 == 1 {
+                    (self.node(level, index ^ 1)?, value)
+                } else if let Some(&(_, right)) =
                     dirty.get(i + 1).filter(|(next, _)| *next == index | 1)
                 {
                     i += 1;
-                    debug_assert_eq!(next, index | 1);
                     (value, right)
                 } else {
-                    (value, view.node(level, index | 1)?)
+                    (value, self.node(level, index | 1)?)
                 };
                 i += 1;
-                let parent = NodeIndex::new(level + 1, index >> 1);
-                let hash = merge(&left, &right);
-                batch.push(node_op(parent, hash));
-                parents.push((parent.index, hash));
+                indices.push(index >> 1);
+                pairs.push(pair);
             }
-            dirty = parents;
+            let hashes = merge_pairs(&pairs, self.threads);
+            dirty = indices.into_iter().zip(hashes).collect();
+            for &(index, value) in &dirty {
+                batch.push(node_op(NodeIndex::new(level + 1, index), value));
+            }
         }
         let root = dirty
             .first()
@@ -275,6 +359,81 @@ impl<S: NodeStore> Smt<S> {
         self.store.write_batch(&batch)?;
         self.root = root;
         Ok(root)
+    }
+
+    /// The stored node at `level` (0 = leaves) and `index`, or its default.
+    fn node(&self, level: u8, index: u64) -> Result<Word, Error> {
+        if level == 0 {
+            return Ok(self.store.get_leaf(index)?.unwrap_or(EMPTY_WORD));
+        }
+        Ok(self
+            .store
+            .get_node(NodeIndex::new(level, index))?
+            .unwrap_or_else(|| empty_subtree_root(level)))
+    }
+
+    /// The authentication path of `key` in the stored tree, leaf level first.
+    fn path(&self, key: u64) -> Result<Vec<Word>, Error> {
+        (0..self.depth)
+            .map(|level| self.node(level, path_index(key, level) ^ 1))
+            .collect()
+    }
+}
+
+/// Batches below this size are hashed on the calling thread.
+const PARALLEL_MIN_PAIRS: usize = 64;
+
+/// Hashes every pair, on up to `threads` scoped threads for large inputs; output order is
+/// input order.
+fn merge_pairs(pairs: &[(Word, Word)], threads: usize) -> Vec<Word> {
+    if threads <= 1 || pairs.len() < PARALLEL_MIN_PAIRS {
+        return pairs
+            .iter()
+            .map(|(left, right)| merge(left, right))
+            .collect();
+    }
+    let chunk = pairs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = pairs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(left, right)| merge(left, right))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("hashing workers do not panic"))
+            .collect()
+    })
+}
+
+/// The value of `index` in the batch's changes so far, else from the store, else `default`.
+fn lookup(
+    changed: &HashMap<u64, Word>,
+    index: u64,
+    read: impl FnOnce() -> Result<Option<Word>, Error>,
+    default: Word,
+) -> Result<Word, Error> {
+    match changed.get(&index) {
+        Some(value) => Ok(*value),
+        None => Ok(read()?.unwrap_or(default)),
+    }
+}
+
+/// Appends the writes of the changed leaves, sorted by key.
+fn push_leaf_ops(batch: &mut WriteBatch, leaves: HashMap<u64, Word>) {
+    let mut leaves: Vec<(u64, Word)> = leaves.into_iter().collect();
+    leaves.sort_unstable_by_key(|&(key, _)| key);
+    for (key, value) in leaves {
+        batch.push(if value == EMPTY_WORD {
+            StoreOp::DeleteLeaf { key }
+        } else {
+            StoreOp::PutLeaf { key, value }
+        });
     }
 }
 
@@ -285,73 +444,5 @@ fn node_op(index: NodeIndex, value: Word) -> StoreOp {
         StoreOp::DeleteNode { index }
     } else {
         StoreOp::PutNode { index, value }
-    }
-}
-
-/// The nodes changed by a batch so far, over the store's state before the batch.
-struct Overlay<'a, S: ?Sized> {
-    store: &'a S,
-    leaves: HashMap<u64, Word>,
-    nodes: HashMap<NodeIndex, Word>,
-}
-
-impl<'a, S: NodeStore + ?Sized> Overlay<'a, S> {
-    fn new(store: &'a S) -> Self {
-        Self {
-            store,
-            leaves: HashMap::new(),
-            nodes: HashMap::new(),
-        }
-    }
-
-    /// The current value of the leaf at `key`.
-    fn leaf(&self, key: u64) -> Result<Word, Error> {
-        if let Some(value) = self.leaves.get(&key) {
-            return Ok(*value);
-        }
-        Ok(self.store.get_leaf(key)?.unwrap_or(EMPTY_WORD))
-    }
-
-    /// The current value of the node at `level` (0 = leaves) and `index`.
-    fn node(&self, level: u8, index: u64) -> Result<Word, Error> {
-        if level == 0 {
-            return self.leaf(index);
-        }
-        let at = NodeIndex::new(level, index);
-        if let Some(value) = self.nodes.get(&at) {
-            return Ok(*value);
-        }
-        Ok(self
-            .store
-            .get_node(at)?
-            .unwrap_or_else(|| empty_subtree_root(level)))
-    }
-
-    /// The current authentication path of `key`, leaf level first.
-    fn path(&self, key: u64, depth: u8) -> Result<Vec<Word>, Error> {
-        (0..depth)
-            .map(|level| self.node(level, path_index(key, level) ^ 1))
-            .collect()
-    }
-
-    /// The overlay's content as one store batch, in a deterministic order (leaves by key, then
-    /// nodes by level and index).
-    fn into_batch(self) -> WriteBatch {
-        let mut leaves: Vec<(u64, Word)> = self.leaves.into_iter().collect();
-        leaves.sort_unstable_by_key(|&(key, _)| key);
-        let mut nodes: Vec<(NodeIndex, Word)> = self.nodes.into_iter().collect();
-        nodes.sort_unstable_by_key(|&(index, _)| index);
-        let mut batch = WriteBatch::with_capacity(leaves.len() + nodes.len());
-        for (key, value) in leaves {
-            batch.push(if value == EMPTY_WORD {
-                StoreOp::DeleteLeaf { key }
-            } else {
-                StoreOp::PutLeaf { key, value }
-            });
-        }
-        for (index, value) in nodes {
-            batch.push(node_op(index, value));
-        }
-        batch
     }
 }
