@@ -121,6 +121,9 @@ impl fmt::Debug for CpuBackend {
     }
 }
 
+/// Rows per transpose tile in the LDE.
+const LDE_TILE: usize = 64;
+
 /// Parallel pieces smaller than this many rows are not worth a task.
 const ROWS_PER_TASK: usize = 256;
 
@@ -348,11 +351,21 @@ impl Backend for CpuBackend {
             } else {
                 scratch.chunks_mut(n).for_each(work);
             }
-            for i in 0..n {
-                let row = t + blowup * i;
-                // SAFETY: coset `t` is the only writer of rows `t + blowup * i`, and
-                // `row < big`, the number of rows of `target`.
-                unsafe { target.write_row_strided(row, width, &scratch, i, n) };
+            // Transpose through an L1-sized tile: read each column's run contiguously, write
+            // whole rows.
+            let mut tile = vec![0u64; LDE_TILE * width];
+            for i0 in (0..n).step_by(LDE_TILE) {
+                let len = LDE_TILE.min(n - i0);
+                for (c, col) in scratch.chunks_exact(n).enumerate() {
+                    for (ii, v) in col[i0..i0 + len].iter().enumerate() {
+                        tile[ii * width + c] = *v;
+                    }
+                }
+                for ii in 0..len {
+                    let row = t + blowup * (i0 + ii);
+                    // SAFETY: coset `t` is the only writer of rows `t + blowup * i`.
+                    unsafe { target.write_row(row, &tile[ii * width..(ii + 1) * width]) };
+                }
             }
         });
         Ok(RowMatrix::from_parts(out, big, width))

@@ -15,8 +15,10 @@ use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
 
 use super::{field, kernels::Kernels};
 
-/// Words per cache block (256 KiB, half of this machine's L2).
+/// Words per L2 block (256 KiB, half of a 512 KiB L2).
 pub(crate) const BLOCK: usize = 1 << 15;
+/// Words per L1 block (16 KiB, half of a 32 KiB L1).
+pub(crate) const L1_BLOCK: usize = 1 << 11;
 /// Words per task when one stage's butterflies are split across threads.
 const PIECE: usize = 1 << 12;
 
@@ -102,29 +104,59 @@ pub(crate) fn dit_pair<P: super::packed::Packed>(lo: &mut [u64], hi: &mut [u64],
     }
 }
 
-/// All DIF stages `h = x.len() / 2, ..., 1` of one cache-resident block.
+/// All DIF stages `h = x.len() / 2, ..., 1` of one L2-resident block: stages whose
+/// butterflies span more than [`L1_BLOCK`] words as passes over the block, the rest
+/// sub-block by sub-block while each sub-block stays in L1.
 #[inline(always)]
 pub(crate) fn dif_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
     let mut h = x.len() / 2;
-    while h >= 1 {
-        for blk in x.chunks_exact_mut(2 * h) {
-            let (lo, hi) = blk.split_at_mut(h);
-            dif_pair::<P>(lo, hi, &tw[h..2 * h]);
-        }
+    while h >= 1 && 2 * h > L1_BLOCK {
+        dif_stage::<P>(x, h, tw);
         h /= 2;
+    }
+    if h >= 1 {
+        for sub in x.chunks_exact_mut(2 * h) {
+            let mut hh = h;
+            while hh >= 1 {
+                dif_stage::<P>(sub, hh, tw);
+                hh /= 2;
+            }
+        }
     }
 }
 
-/// All DIT stages `h = 1, ..., x.len() / 2` of one cache-resident block.
+/// All DIT stages `h = 1, ..., x.len() / 2` of one L2-resident block (the mirror of
+/// [`dif_block`]).
 #[inline(always)]
 pub(crate) fn dit_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
-    let mut h = 1;
-    while h < x.len() {
-        for blk in x.chunks_exact_mut(2 * h) {
-            let (lo, hi) = blk.split_at_mut(h);
-            dit_pair::<P>(lo, hi, &tw[h..2 * h]);
+    let sub_len = x.len().min(L1_BLOCK);
+    for sub in x.chunks_exact_mut(sub_len) {
+        let mut h = 1;
+        while h < sub_len {
+            dit_stage::<P>(sub, h, tw);
+            h *= 2;
         }
+    }
+    let mut h = sub_len;
+    while h < x.len() {
+        dit_stage::<P>(x, h, tw);
         h *= 2;
+    }
+}
+
+#[inline(always)]
+fn dif_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
+    for blk in x.chunks_exact_mut(2 * h) {
+        let (lo, hi) = blk.split_at_mut(h);
+        dif_pair::<P>(lo, hi, &tw[h..2 * h]);
+    }
+}
+
+#[inline(always)]
+fn dit_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
+    for blk in x.chunks_exact_mut(2 * h) {
+        let (lo, hi) = blk.split_at_mut(h);
+        dit_pair::<P>(lo, hi, &tw[h..2 * h]);
     }
 }
 
@@ -230,16 +262,53 @@ pub(crate) fn rev(i: usize, bits: u32) -> usize {
 }
 
 /// Bit-reversal permutation in place.
+///
+/// Cache-friendly: an index is split into `(a, m, b)` with `a` and `b` of [`TILE_BITS`] bits
+/// each; the 2^TILE_BITS x 2^TILE_BITS tile of middle part `m` swaps with the tile of
+/// `rev(m)`, transposed and reversed, so every cache line is read and written whole.
 pub(crate) fn bit_reverse(x: &mut [u64]) {
     let n = x.len();
     let bits = n.trailing_zeros();
-    for i in 0..n {
-        let j = rev(i, bits);
-        if j > i {
-            x.swap(i, j);
+    if bits < 2 * TILE_BITS + 1 {
+        for i in 0..n {
+            let j = rev(i, bits);
+            if j > i {
+                x.swap(i, j);
+            }
+        }
+        return;
+    }
+    const T: usize = 1 << TILE_BITS;
+    let mid_bits = bits - 2 * TILE_BITS;
+    let hi_shift = bits - TILE_BITS;
+    let mut ta = [[0u64; T]; T];
+    let mut tb = [[0u64; T]; T];
+    for m in 0..1usize << mid_bits {
+        let mr = rev(m, mid_bits);
+        if mr < m {
+            continue;
+        }
+        let (base_m, base_mr) = (m << TILE_BITS, mr << TILE_BITS);
+        for a in 0..T {
+            let (ia, ib) = ((a << hi_shift) | base_m, (a << hi_shift) | base_mr);
+            ta[a].copy_from_slice(&x[ia..ia + T]);
+            tb[a].copy_from_slice(&x[ib..ib + T]);
+        }
+        // Element (a, m, b) goes to (rev b, rev m, rev a).
+        for b in 0..T {
+            let rb = rev(b, TILE_BITS);
+            let (oa, ob) = ((rb << hi_shift) | base_mr, (rb << hi_shift) | base_m);
+            for a in 0..T {
+                let ra = rev(a, TILE_BITS);
+                x[oa + ra] = ta[a][b];
+                x[ob + ra] = tb[a][b];
+            }
         }
     }
 }
+
+/// Bits of each tile side in [`bit_reverse`] (8 words: one 64-byte cache line).
+const TILE_BITS: u32 = 3;
 
 /// Forward NTT of one column, natural order in and out (winter-math's `evaluate_poly`).
 pub(crate) fn forward(k: &Kernels, x: &mut [u64], tw: &Twiddles, par: bool) {
@@ -272,4 +341,24 @@ pub(crate) fn shift_powers_bitrev(s: BaseElement, n: usize) -> Vec<u64> {
         acc *= s;
     }
     (0..n).map(|p| natural[rev(p, bits)]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_reverse_matches_the_naive_permutation() {
+        for bits in 0..=13u32 {
+            let n = 1usize << bits;
+            let mut x: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let orig = x.clone();
+            bit_reverse(&mut x);
+            for (i, v) in x.iter().enumerate() {
+                assert_eq!(*v, orig[rev(i, bits)], "n = 2^{bits}, index {i}");
+            }
+        }
+    }
 }

@@ -24,6 +24,11 @@ pub(crate) trait Packed: Copy + Send + Sync {
     fn sub(self, rhs: Self) -> Self;
     /// winter-math's `*` (Montgomery product).
     fn mul(self, rhs: Self) -> Self;
+    /// `self * self`, bit-identical to [`Packed::mul`] with equal operands.
+    #[inline(always)]
+    fn square(self) -> Self {
+        self.mul(self)
+    }
     /// Splits every lane into its low and high 32-bit halves.
     fn split(self) -> (Self, Self);
     /// Lane-wise `self * c` where both are below 2^32 (an exact 64-bit product).
@@ -112,6 +117,22 @@ mod x86 {
         }
     }
 
+    impl Avx2 {
+        /// winter-math's Montgomery reduction of the 128-bit `xh:xl` per lane.
+        #[inline(always)]
+        fn mont_red(xl: __m256i, xh: __m256i) -> Self {
+            // SAFETY: AVX2 is available, see the comment on the impl.
+            unsafe {
+                let a = _mm256_add_epi64(xl, _mm256_slli_epi64(xl, 32));
+                let e = Self::lt(a, xl);
+                let b = _mm256_add_epi64(_mm256_sub_epi64(a, _mm256_srli_epi64(a, 32)), e);
+                let r = _mm256_sub_epi64(xh, b);
+                let c = Self::lt(xh, b);
+                Self(_mm256_sub_epi64(r, _mm256_srli_epi64(c, 32)))
+            }
+        }
+    }
+
     impl Packed for Avx2 {
         const WIDTH: usize = 4;
         #[inline(always)]
@@ -170,13 +191,28 @@ mod x86 {
                     hh,
                     _mm256_add_epi64(_mm256_srli_epi64(t, 32), _mm256_srli_epi64(u, 32)),
                 );
-                // winter-math's Montgomery reduction.
-                let a = _mm256_add_epi64(xl, _mm256_slli_epi64(xl, 32));
-                let e = Self::lt(a, xl);
-                let b = _mm256_add_epi64(_mm256_sub_epi64(a, _mm256_srli_epi64(a, 32)), e);
-                let r = _mm256_sub_epi64(xh, b);
-                let c = Self::lt(xh, b);
-                Self(_mm256_sub_epi64(r, _mm256_srli_epi64(c, 32)))
+                Self::mont_red(xl, xh)
+            }
+        }
+        #[inline(always)]
+        fn square(self) -> Self {
+            // SAFETY: AVX2 is available, see the comment on the impl.
+            unsafe {
+                let a = self.0;
+                let zero = _mm256_setzero_si256();
+                // As in `mul` with b = a: the two cross products are equal, one multiply less.
+                let a_hi = _mm256_srli_epi64(a, 32);
+                let ll = _mm256_mul_epu32(a, a);
+                let hl = _mm256_mul_epu32(a_hi, a);
+                let hh = _mm256_mul_epu32(a_hi, a_hi);
+                let t = _mm256_add_epi64(hl, _mm256_srli_epi64(ll, 32));
+                let u = _mm256_add_epi64(hl, _mm256_blend_epi32(t, zero, 0b1010_1010));
+                let xl = _mm256_blend_epi32(ll, _mm256_slli_epi64(u, 32), 0b1010_1010);
+                let xh = _mm256_add_epi64(
+                    hh,
+                    _mm256_add_epi64(_mm256_srli_epi64(t, 32), _mm256_srli_epi64(u, 32)),
+                );
+                Self::mont_red(xl, xh)
             }
         }
         #[inline(always)]
@@ -221,6 +257,28 @@ mod x86 {
     // functions of the CPU backend, which the dispatcher only calls when
     // `is_x86_feature_detected!("avx512f")` held (an `Isa::Avx512` cannot be constructed
     // otherwise); all methods are `#[inline(always)]` so they are compiled into those functions.
+    impl Avx512 {
+        /// winter-math's Montgomery reduction of the 128-bit `xh:xl` per lane.
+        #[inline(always)]
+        fn mont_red(xl: __m512i, xh: __m512i) -> Self {
+            // SAFETY: AVX-512F is available, see the comment on the impl.
+            unsafe {
+                let a = _mm512_add_epi64(xl, _mm512_slli_epi64(xl, 32));
+                let e = _mm512_cmplt_epu64_mask(a, xl);
+                let b = _mm512_sub_epi64(a, _mm512_srli_epi64(a, 32));
+                let b = _mm512_mask_sub_epi64(b, e, b, _mm512_set1_epi64(1));
+                let r = _mm512_sub_epi64(xh, b);
+                let c = _mm512_cmplt_epu64_mask(xh, b);
+                Self(_mm512_mask_sub_epi64(
+                    r,
+                    c,
+                    r,
+                    _mm512_set1_epi64(0xffff_ffff),
+                ))
+            }
+        }
+    }
+
     impl Packed for Avx512 {
         const WIDTH: usize = 8;
         #[inline(always)]
@@ -287,18 +345,27 @@ mod x86 {
                     hh,
                     _mm512_add_epi64(_mm512_srli_epi64(t, 32), _mm512_srli_epi64(u, 32)),
                 );
-                let a = _mm512_add_epi64(xl, _mm512_slli_epi64(xl, 32));
-                let e = _mm512_cmplt_epu64_mask(a, xl);
-                let b = _mm512_sub_epi64(a, _mm512_srli_epi64(a, 32));
-                let b = _mm512_mask_sub_epi64(b, e, b, _mm512_set1_epi64(1));
-                let r = _mm512_sub_epi64(xh, b);
-                let c = _mm512_cmplt_epu64_mask(xh, b);
-                Self(_mm512_mask_sub_epi64(
-                    r,
-                    c,
-                    r,
-                    _mm512_set1_epi64(0xffff_ffff),
-                ))
+                Self::mont_red(xl, xh)
+            }
+        }
+        #[inline(always)]
+        fn square(self) -> Self {
+            // SAFETY: AVX-512F is available, see the comment on the impl.
+            unsafe {
+                let a = self.0;
+                // As in `mul` with b = a: the two cross products are equal, one multiply less.
+                let a_hi = _mm512_srli_epi64(a, 32);
+                let ll = _mm512_mul_epu32(a, a);
+                let hl = _mm512_mul_epu32(a_hi, a);
+                let hh = _mm512_mul_epu32(a_hi, a_hi);
+                let t = _mm512_add_epi64(hl, _mm512_srli_epi64(ll, 32));
+                let u = _mm512_add_epi64(hl, _mm512_maskz_mov_epi32(0x5555, t));
+                let xl = _mm512_mask_blend_epi32(0xaaaa, ll, _mm512_slli_epi64(u, 32));
+                let xh = _mm512_add_epi64(
+                    hh,
+                    _mm512_add_epi64(_mm512_srli_epi64(t, 32), _mm512_srli_epi64(u, 32)),
+                );
+                Self::mont_red(xl, xh)
             }
         }
         #[inline(always)]

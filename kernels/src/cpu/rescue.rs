@@ -61,7 +61,7 @@ impl Constants {
 
 #[inline(always)]
 fn square<P: Packed>(x: P) -> P {
-    x.mul(x)
+    x.square()
 }
 
 #[inline(always)]
@@ -213,3 +213,116 @@ fn store_digests<P: Packed>(state: &[P; STATE], out: &mut [RawDigest]) {
 
 // The permutation starts from an all-zero state: winter-math's zero is the zero word.
 const _: () = assert!(BaseElement::ZERO.inner() == 0);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use winter_crypto::hashers::Rp64_256;
+    use winter_math::fields::f64::BaseElement;
+
+    use super::*;
+    use crate::cpu::{Isa, packed::Scalar};
+
+    fn reference(words: [u64; STATE]) -> [u64; STATE] {
+        let mut s = words.map(BaseElement::from_mont);
+        Rp64_256::apply_permutation(&mut s);
+        s.map(|e| e.inner())
+    }
+
+    /// Runs `permute::<P>` on `P::WIDTH` states at once (lane `l` gets `states[l]`).
+    fn packed<P: Packed>(states: &[[u64; STATE]]) -> Vec<[u64; STATE]> {
+        let k = Constants::new();
+        let mut st = [P::splat(0); STATE];
+        let mut buf = [0u64; 8];
+        for (w, s) in st.iter_mut().enumerate() {
+            for (l, b) in buf.iter_mut().enumerate().take(P::WIDTH) {
+                *b = states[l][w];
+            }
+            *s = P::load(&buf);
+        }
+        permute(&mut st, &k);
+        let mut out = vec![[0u64; STATE]; P::WIDTH];
+        for (w, s) in st.iter().enumerate() {
+            s.store(&mut buf);
+            for (l, o) in out.iter_mut().enumerate() {
+                o[w] = buf[l];
+            }
+        }
+        out
+    }
+
+    fn check_all_isas(states: &[[u64; STATE]; 8]) {
+        let want: Vec<_> = states.iter().map(|s| reference(*s)).collect();
+        for (l, s) in states.iter().enumerate() {
+            assert_eq!(packed::<Scalar>(&[*s])[0], want[l], "scalar, lane {l}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The Avx2 / Avx512 packings are only used after the feature check below.
+            if Isa::Avx2.is_supported() {
+                let got = [
+                    packed::<super::super::packed::Avx2>(&states[..4]),
+                    packed::<super::super::packed::Avx2>(&states[4..]),
+                ]
+                .concat();
+                assert_eq!(got, want, "avx2");
+            }
+            if Isa::Avx512.is_supported() {
+                assert_eq!(
+                    packed::<super::super::packed::Avx512>(states),
+                    want,
+                    "avx512"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        // Any words, including non-canonical ones (>= p) that winter-crypto's MDS reduction
+        // can produce: the permutation must follow winter-crypto bit for bit.
+        #[test]
+        fn permutation_matches_winter_crypto_on_any_words(states in any::<[[u64; STATE]; 8]>()) {
+            check_all_isas(&states);
+        }
+    }
+
+    #[test]
+    fn permutation_matches_on_extreme_words() {
+        let p = crate::cpu::field::P;
+        let edges = [
+            0,
+            1,
+            p - 1,
+            p,
+            p + 1,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 32,
+            (1 << 32) - 1,
+            1 << 63,
+        ];
+        let mut states = [[0u64; STATE]; 8];
+        for (l, s) in states.iter_mut().enumerate() {
+            for (w, x) in s.iter_mut().enumerate() {
+                *x = edges[(l * 7 + w * 3) % edges.len()];
+            }
+        }
+        states[0] = [u64::MAX; STATE];
+        states[1] = [p; STATE];
+        check_all_isas(&states);
+    }
+
+    #[test]
+    fn mds_reduce_produces_and_matches_non_canonical_words() {
+        // l + h * 2^32 whose low word lands in [p, 2^64): winter-crypto keeps it unreduced.
+        let (l, h) = (u64::MAX, 0);
+        let r = crate::cpu::field::mds_reduce(l, h);
+        assert!(
+            r >= crate::cpu::field::P,
+            "the reduction leaves {r:#x} unreduced"
+        );
+        let mut out = [0u64];
+        Scalar::mds_reduce(Scalar::splat(l), Scalar::splat(h)).store(&mut out);
+        assert_eq!(out[0], r);
+    }
+}

@@ -31,7 +31,7 @@ pub(crate) struct SharedRows<'a> {
     _borrow: PhantomData<&'a mut [u64]>,
 }
 
-// SAFETY: `SharedRows` only hands out writes through `write_row_strided`, whose contract is
+// SAFETY: `SharedRows` only hands out writes through `write_row`, whose contract is
 // that concurrent callers write disjoint rows; the borrowed buffer outlives it.
 unsafe impl Send for SharedRows<'_> {}
 // SAFETY: see `Send`.
@@ -47,25 +47,21 @@ impl<'a> SharedRows<'a> {
         }
     }
 
-    /// Writes row `row` of a matrix with `width` words per row from a column-major source:
-    /// `row[c] = src[c * stride + i]`.
+    /// Writes `values` as row `row` of a matrix with `values.len()` words per row.
     ///
     /// # Safety
     /// No other thread may read or write row `row` during the call.
-    pub(crate) unsafe fn write_row_strided(
-        &self,
-        row: usize,
-        width: usize,
-        src: &[u64],
-        i: usize,
-        stride: usize,
-    ) {
-        let start = row * width;
-        assert!(start + width <= self.len, "row {row} outside the output");
-        for c in 0..width {
-            // SAFETY: `start + c < self.len` (asserted above) and the caller guarantees that
-            // this row is written by this thread alone.
-            unsafe { *self.ptr.add(start + c) = src[c * stride + i] };
-        }
+    pub(crate) unsafe fn write_row(&self, row: usize, values: &[u64]) {
+        let start = row * values.len();
+        assert!(
+            start + values.len() <= self.len,
+            "row {row} outside the output"
+        );
+        // SAFETY: the destination range lies inside the buffer (asserted above), cannot
+        // overlap `values` (the buffer is exclusively borrowed by `self`), and the caller
+        // guarantees that this row is written by this thread alone.
+        unsafe {
+            core::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(start), values.len())
+        };
     }
 }
