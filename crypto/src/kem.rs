@@ -200,19 +200,23 @@ macro_rules! ml_kem_parameter_set {
             impl DecapsulationKey {
                 const WHAT: &'static str = concat!($name, " decapsulation key");
 
-                /// Parses an encoded key: exact length, then the FIPS 203 hash check
-                /// (`H(ek)` stored in the key matches the stored `ek`).
+                /// Parses an encoded key: exact length, the FIPS 203 hash check (`H(ek)` stored in
+                /// the key matches the stored `ek`), and the modulus check of the stored `ek`.
                 pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
                     let mut raw = zeroize::Zeroizing::new(exact::<$dk_len>(Self::WHAT, bytes)?);
                     let key = Self(Box::new(LibDk::from(&*raw)));
                     raw.zeroize();
                     // The ciphertext argument only matters for the ciphertext length check,
                     // which the type already guarantees.
-                    if lib::validate_private_key(&key.0, &LibCt::default()) {
-                        Ok(key)
-                    } else {
-                        Err(Error::InvalidSecretKey { what: Self::WHAT })
+                    if !lib::validate_private_key(&key.0, &LibCt::default()) {
+                        return Err(Error::InvalidSecretKey { what: Self::WHAT });
                     }
+                    // The embedded encapsulation key is handed out by `encapsulation_key`, so it
+                    // must pass the modulus check as well.
+                    if !lib::validate_public_key(&key.encapsulation_key().0) {
+                        return Err(Error::InvalidPublicKey { what: Self::WHAT });
+                    }
+                    Ok(key)
                 }
 
                 /// The encoded secret key. Handle with care: store it only in zeroizing or

@@ -8,6 +8,7 @@ use epa_crypto::kem::{MlKem, MlKem768, MlKem1024, SharedSecret, mlkem768, mlkem1
 use proptest::prelude::*;
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
+use sha3::{Digest, Sha3_256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -155,6 +156,17 @@ macro_rules! kem_api_tests {
                 let mut z_changed = good;
                 z_changed[$dk - 1] ^= 1;
                 assert!($m::DecapsulationKey::from_bytes(&z_changed).is_ok());
+                // An embedded ek with an unreduced coefficient and a matching H(ek) passes the
+                // hash check but not the modulus check, which also runs on decapsulation keys.
+                let mut forged = good;
+                forged[ek_start] = 0xff;
+                forged[ek_start + 1] |= 0x0f;
+                let h = Sha3_256::digest(&forged[ek_start..ek_start + $ek]);
+                forged[$dk - 64..$dk - 32].copy_from_slice(&h);
+                assert!(matches!(
+                    $m::DecapsulationKey::from_bytes(&forged),
+                    Err(Error::InvalidPublicKey { .. })
+                ));
             }
 
             #[test]
