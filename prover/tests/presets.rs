@@ -88,7 +88,7 @@ proptest! {
     #[test]
     fn invalid_params_are_refused(q in any::<u8>(), b in any::<u8>(), g in any::<u8>(), e in any::<u8>(), f in any::<u8>(), r in any::<u8>()) {
         let p = ProofParams { num_queries: q, blowup_factor: b, grinding_factor: g, field_extension: e, fri_folding_factor: f, fri_remainder_max_degree: r };
-        let valid = q > 0 && b.is_power_of_two() && b >= 8 && b <= 128 && g <= 32 && (1..=3).contains(&e)
+        let valid = q > 0 && b.is_power_of_two() && (8..=128).contains(&b) && g <= 32 && (1..=3).contains(&e)
             && matches!(f, 2 | 4 | 8 | 16) && (u16::from(r) + 1).is_power_of_two();
         prop_assert_eq!(p.to_winterfell().is_ok(), valid);
     }
