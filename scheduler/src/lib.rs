@@ -1,8 +1,57 @@
-//! The EPA job scheduler.
+//! The EPA job scheduler: durable jobs, stages, per-tenant fair queues and crash recovery.
 //!
-//! This crate will own jobs and their stages (`decap → execute → prove → publish`), per-tenant
-//! fair queues with weights and reserved capacity, admission control by a memory estimate,
-//! placement on NUMA-pinned CPU pools and GPUs (hwloc topologies), the durable RocksDB job
-//! journal, crash recovery, cancellation and progress. It knows nothing of the network.
-//! Nothing is implemented here yet: the appliance and NUMA issues fill it.
+//! A job is a batch from a shard aggregator (`decap → execute → prove → publish`) or a
+//! proving job from a validator (`prove`, or `prove → publish`). The scheduler owns ordering,
+//! durability, retries and resumption; the caller supplies each stage's work through
+//! [`StageExecutor`]. Everything lives in one RocksDB database ([`Store`]): the job journal,
+//! the stage outputs, each shard's SMT nodes ([`ShardNodeStore`]) and metadata, the commitment
+//! log and the proofs. The crate knows nothing of the network.
+//!
+//! Using it:
+//!
+//! 1. Implement [`StageExecutor`]: `run` gets the job, the stage and its input (the payload,
+//!    or the previous stage's output) and returns a [`StageOutcome`]: the stage's output plus
+//!    a [`WriteSet`] of side effects (SMT writes from a [`StagedNodeStore`], shard metadata,
+//!    a commitment, a proof) that commit in the same atomic write as the stage's completion.
+//! 2. [`Scheduler::open`] a data dir with a [`Config`] (worker threads, per-tenant limits and
+//!    weights, retry policy). Every unfinished job found in the journal resumes at its first
+//!    incomplete stage; a completed stage never runs again.
+//! 3. [`Scheduler::submit`] a [`JobSpec`]: it returns only once the job is synced to disk, so
+//!    its [`JobId`] may be acknowledged. A full tenant queue answers
+//!    [`SchedulerError::Busy`].
+//! 4. Follow jobs with [`Scheduler::status`] / [`Scheduler::wait`], cancel them with
+//!    [`Scheduler::cancel`], watch [`Scheduler::snapshot`], and read results from
+//!    [`Scheduler::store`] (for example [`Store::commitments_from`] for a subscriber's
+//!    catch-up).
+//! 5. Drop the scheduler (or call [`Scheduler::shutdown`]): it admits nothing more, lets the
+//!    running stages finish or stop, and leaves everything else journaled.
+//!
+//! **Ordering.** Jobs carry an ordering key (the shard): their ordered stages
+//! ([`Stage::is_ordered`]: execute and publish) run in submission order per key; decap and
+//! prove of different jobs run in parallel. A job that fails or is cancelled stops holding
+//! back the jobs after it.
+//!
+//! **Exactly once.** A stage's completion, its output and its side effects are one synced
+//! RocksDB write, and a stage is marked complete only if it is still the job's next stage, so
+//! each `(job, stage)` completes at most once, including across crashes. A stage interrupted
+//! before that write re-runs from its recorded input, so executors must be deterministic in
+//! their input.
 #![forbid(unsafe_code)]
+
+mod error;
+mod job;
+mod scheduler;
+mod store;
+
+pub use error::SchedulerError;
+pub use job::{
+    Job, JobId, JobKind, JobSpec, JobState, JobStatus, MAX_REASON_LEN, MAX_TENANT_LEN, Stage,
+};
+pub use scheduler::{
+    Config, Scheduler, Snapshot, StageContext, StageExecutor, StageFailure, StageLatency,
+    StageOutcome, TenantDepth,
+};
+pub use store::{ShardMeta, ShardNodeStore, StagedNodeStore, Store, StoreWrite, WriteSet};
+
+#[cfg(test)]
+mod tests;

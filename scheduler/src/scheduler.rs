@@ -1,0 +1,948 @@
+//! The scheduler: admission, fair picking, ordering, the worker pool, retries and recovery.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::SchedulerError;
+use crate::job::{
+    DurableState, Job, JobId, JobRecord, JobSpec, JobStatus, MAX_REASON_LEN, Stage, check_tenant,
+    truncate_utf8,
+};
+use crate::store::{Store, WriteSet};
+
+/// The scheduler's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Threads of the CPU worker pool: at most this many stages run at once (1 to 1024).
+    pub workers: usize,
+    /// Unfinished jobs a tenant may have; a submission past it gets [`SchedulerError::Busy`].
+    pub max_queued_jobs_per_tenant: usize,
+    /// Payload bytes of unfinished jobs a tenant may have; past it, [`SchedulerError::Busy`].
+    pub max_queued_bytes_per_tenant: u64,
+    /// The largest payload accepted (at most `max_queued_bytes_per_tenant`).
+    pub max_payload_bytes: usize,
+    /// Per-tenant weights of the fair pick (a tenant of weight `w` gets up to `w` stages
+    /// picked in a row); tenants not listed weigh 1. Weights are at least 1.
+    pub tenant_weights: BTreeMap<String, u32>,
+    /// Attempts of one stage before its job fails (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits twice as long.
+    pub backoff_base: Duration,
+    /// The longest wait between retries.
+    pub backoff_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            max_queued_jobs_per_tenant: 1024,
+            max_queued_bytes_per_tenant: 256 << 20,
+            max_payload_bytes: 16 << 20,
+            tenant_weights: BTreeMap::new(),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`SchedulerError::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), SchedulerError> {
+        let bad = |field, reason: &str| {
+            Err(SchedulerError::InvalidConfig {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(1..=1024).contains(&self.workers) {
+            return bad("workers", "must be between 1 and 1024");
+        }
+        if self.max_queued_jobs_per_tenant == 0 {
+            return bad("max_queued_jobs_per_tenant", "must be at least 1");
+        }
+        if self.max_payload_bytes as u64 > self.max_queued_bytes_per_tenant {
+            return bad(
+                "max_payload_bytes",
+                "must not exceed max_queued_bytes_per_tenant (one job must fit in a queue)",
+            );
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts", "must be at least 1");
+        }
+        if self.backoff_base > self.backoff_max {
+            return bad("backoff_base", "must not exceed backoff_max");
+        }
+        if let Some((tenant, _)) = self.tenant_weights.iter().find(|(_, w)| **w == 0) {
+            return Err(SchedulerError::InvalidConfig {
+                field: "tenant_weights",
+                reason: format!("tenant `{tenant}` has weight 0; weights are at least 1"),
+            });
+        }
+        Ok(())
+    }
+
+    fn weight(&self, tenant: &str) -> u32 {
+        self.tenant_weights.get(tenant).copied().unwrap_or(1)
+    }
+
+    /// The wait before retry number `attempts` (1 for the first retry).
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff_base
+            .checked_mul(factor)
+            .map_or(self.backoff_max, |d| d.min(self.backoff_max))
+    }
+}
+
+/// What a stage executor sees besides the job: the store, and whether to give up early.
+#[derive(Debug)]
+pub struct StageContext<'a> {
+    stage: Stage,
+    attempt: u32,
+    store: &'a Store,
+    cancelled: &'a AtomicBool,
+    stopping: &'a AtomicBool,
+}
+
+impl StageContext<'_> {
+    /// The stage being run.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Earlier failed attempts of this stage (0 on the first run).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The store, for reads (shard state, earlier outputs). Writes belong in the returned
+    /// [`StageOutcome`] so that they commit with the stage.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Whether the job was cancelled: the stage's result will be discarded.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Whether the scheduler is shutting down: a long stage may return
+    /// [`StageFailure::Interrupted`]; it is re-run from its input after a restart.
+    pub fn should_stop(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// A completed stage: its output (the next stage's input) and the writes to commit with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageOutcome {
+    /// The output, stored under `(job, stage)` and handed to the next stage.
+    pub output: Vec<u8>,
+    /// Side effects committed in the same atomic write as the stage's completion.
+    pub writes: WriteSet,
+}
+
+impl StageOutcome {
+    /// An outcome with `output` and no side effects.
+    pub fn new(output: Vec<u8>) -> Self {
+        Self {
+            output,
+            writes: WriteSet::new(),
+        }
+    }
+
+    /// An outcome with `output` and side effects `writes`.
+    pub fn with_writes(output: Vec<u8>, writes: WriteSet) -> Self {
+        Self { output, writes }
+    }
+}
+
+/// Why a stage did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageFailure {
+    /// A transient failure: the stage is retried after a backoff, until the attempts run out.
+    Retryable(String),
+    /// A permanent failure (for example invalid input): the job fails at once with this reason.
+    Fatal(String),
+    /// The stage stopped because [`StageContext::should_stop`] said so; it is not an attempt
+    /// and re-runs later from the same input.
+    Interrupted,
+}
+
+impl std::fmt::Display for StageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageFailure::Retryable(reason) => write!(f, "transient failure: {reason}"),
+            StageFailure::Fatal(reason) => write!(f, "{reason}"),
+            StageFailure::Interrupted => f.write_str("interrupted by shutdown"),
+        }
+    }
+}
+
+/// The work of each stage, supplied by the caller; the scheduler owns ordering, durability,
+/// retries and resumption.
+///
+/// `run` must be deterministic in its input up to the writes it returns: a stage interrupted
+/// by a crash before its completion was committed runs again from the same input.
+pub trait StageExecutor: Send + Sync + 'static {
+    /// Runs `stage` of `job` on `input` (the payload for the first stage, else the previous
+    /// stage's output).
+    ///
+    /// # Errors
+    /// A [`StageFailure`] saying whether to retry, fail the job, or re-run later.
+    fn run(
+        &self,
+        ctx: &StageContext<'_>,
+        job: &Job,
+        stage: Stage,
+        input: &[u8],
+    ) -> Result<StageOutcome, StageFailure>;
+}
+
+/// Latency figures of one stage since the scheduler opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageLatency {
+    /// Completed runs.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+    /// The slowest.
+    pub max: Duration,
+}
+
+impl StageLatency {
+    /// The mean time of a run (zero if none ran).
+    pub fn mean(&self) -> Duration {
+        match u32::try_from(self.count) {
+            Ok(0) => Duration::ZERO,
+            Ok(n) => self.total / n,
+            Err(_) => Duration::from_secs_f64(self.total.as_secs_f64() / self.count as f64),
+        }
+    }
+
+    fn record(&mut self, elapsed: Duration) {
+        self.count += 1;
+        self.total += elapsed;
+        self.max = self.max.max(elapsed);
+    }
+}
+
+/// One tenant's queue depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDepth {
+    /// The tenant.
+    pub tenant: String,
+    /// Unfinished jobs (queued or running).
+    pub jobs: usize,
+    /// Their payload bytes.
+    pub bytes: u64,
+}
+
+/// A point-in-time view of the scheduler for metrics and status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Worker threads.
+    pub workers: usize,
+    /// Unfinished jobs not running a stage now.
+    pub queued: usize,
+    /// Jobs running a stage now.
+    pub running: usize,
+    /// Jobs completed since the scheduler opened.
+    pub done: u64,
+    /// Jobs failed since the scheduler opened.
+    pub failed: u64,
+    /// Jobs cancelled since the scheduler opened.
+    pub cancelled: u64,
+    /// Queue depth per tenant with unfinished jobs, by tenant name.
+    pub tenants: Vec<TenantDepth>,
+    /// Latency of each stage, in pipeline order.
+    pub stage_latency: Vec<(Stage, StageLatency)>,
+}
+
+/// An unfinished job in memory.
+struct ActiveJob {
+    record: JobRecord,
+    running: Option<Stage>,
+    cancel: Arc<AtomicBool>,
+    not_before: Option<Instant>,
+}
+
+#[derive(Default)]
+struct TenantQueue {
+    jobs: BTreeSet<JobId>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    active: HashMap<JobId, ActiveJob>,
+    tenants: BTreeMap<String, TenantQueue>,
+    /// Per (ordering key, ordered stage): the jobs that still have to run that stage.
+    order: HashMap<(u64, Stage), BTreeSet<JobId>>,
+    /// The tenant picked last and how many picks in a row it got.
+    cursor: Option<(String, u32)>,
+    running: usize,
+    next_id: u64,
+    stopping: bool,
+    done: u64,
+    failed: u64,
+    cancelled: u64,
+    latency: [StageLatency; 4],
+}
+
+impl Inner {
+    fn register(&mut self, record: JobRecord) {
+        let id = record.job.id;
+        let queue = self.tenants.entry(record.job.tenant.clone()).or_default();
+        queue.jobs.insert(id);
+        queue.bytes += record.payload_len;
+        if let Some(key) = record.job.ordering_key {
+            let remaining = &record.job.kind.stages()[usize::from(record.next_stage)..];
+            for stage in remaining.iter().filter(|s| s.is_ordered()) {
+                self.order.entry((key, *stage)).or_default().insert(id);
+            }
+        }
+        self.active.insert(
+            id,
+            ActiveJob {
+                record,
+                running: None,
+                cancel: Arc::new(AtomicBool::new(false)),
+                not_before: None,
+            },
+        );
+    }
+
+    fn leave_order(&mut self, key: Option<u64>, stage: Stage, id: JobId) {
+        if let Some(key) = key
+            && let Some(set) = self.order.get_mut(&(key, stage))
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.order.remove(&(key, stage));
+            }
+        }
+    }
+
+    /// Forgets a job that became terminal.
+    fn finish(&mut self, id: JobId) -> Option<ActiveJob> {
+        let active = self.active.remove(&id)?;
+        let job = &active.record.job;
+        if let Some(queue) = self.tenants.get_mut(&job.tenant) {
+            queue.jobs.remove(&id);
+            queue.bytes = queue.bytes.saturating_sub(active.record.payload_len);
+            if queue.jobs.is_empty() {
+                self.tenants.remove(&job.tenant);
+            }
+        }
+        for stage in Stage::ALL.iter().filter(|s| s.is_ordered()) {
+            self.leave_order(job.ordering_key, *stage, id);
+        }
+        match active.record.state {
+            DurableState::Done => self.done += 1,
+            DurableState::Failed(_) => self.failed += 1,
+            DurableState::Cancelled => self.cancelled += 1,
+            DurableState::Active => {}
+        }
+        Some(active)
+    }
+
+    /// Whether `id` may run its next stage now; `Err(t)` if it waits for a backoff until `t`.
+    fn eligible(&self, id: JobId, now: Instant) -> Result<Option<Stage>, Instant> {
+        let Some(active) = self.active.get(&id) else {
+            return Ok(None);
+        };
+        if active.running.is_some() {
+            return Ok(None);
+        }
+        let Some(stage) = active.record.next() else {
+            return Ok(None);
+        };
+        if let Some(t) = active.not_before
+            && t > now
+        {
+            return Err(t);
+        }
+        if let (Some(key), true) = (active.record.job.ordering_key, stage.is_ordered()) {
+            let first = self.order.get(&(key, stage)).and_then(|set| set.first());
+            if first != Some(&id) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(stage))
+    }
+
+    /// The next stage to run under the weighted round robin across tenants, or the earliest
+    /// time a backoff ends.
+    fn pick(&mut self, config: &Config, now: Instant) -> Result<(JobId, Stage), Option<Instant>> {
+        let names: Vec<&String> = self.tenants.keys().collect();
+        let n = names.len();
+        // Stay with the last tenant while it has weight left, else start after it.
+        let start = match &self.cursor {
+            None => 0,
+            Some((last, served)) if *served < config.weight(last) => {
+                names.partition_point(|name| name.as_str() < last.as_str())
+            }
+            Some((last, _)) => names.partition_point(|name| name.as_str() <= last.as_str()),
+        };
+        let mut wake: Option<Instant> = None;
+        for step in 0..n {
+            let tenant = names[(start + step) % n];
+            for &id in &self.tenants[tenant].jobs {
+                match self.eligible(id, now) {
+                    Ok(Some(stage)) => {
+                        let served = match &self.cursor {
+                            Some((last, served)) if last == tenant => served + 1,
+                            _ => 1,
+                        };
+                        self.cursor = Some((tenant.clone(), served));
+                        return Ok((id, stage));
+                    }
+                    Ok(None) => {}
+                    Err(t) => wake = Some(wake.map_or(t, |w| w.min(t))),
+                }
+            }
+        }
+        Err(wake)
+    }
+}
+
+struct Shared {
+    store: Store,
+    config: Config,
+    executor: Arc<dyn StageExecutor>,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    stopping: AtomicBool,
+    pool: rayon::ThreadPool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-updated in a way that
+        // matters more than stopping would: keep serving with the data as it is.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The job scheduler over a durable [`Store`].
+///
+/// Dropping it shuts it down gracefully (see [`shutdown`](Self::shutdown)).
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stage handed to the pool.
+struct Task {
+    job: Job,
+    stage: Stage,
+    stage_index: u8,
+    attempt: u32,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Scheduler {
+    /// Opens the store under `data_dir` and starts the scheduler: every unfinished job in the
+    /// journal resumes at its first incomplete stage.
+    ///
+    /// # Errors
+    /// [`SchedulerError::InvalidConfig`] for a bad `config`, [`SchedulerError::Storage`] or
+    /// [`SchedulerError::Corrupt`] if the store cannot be opened or read,
+    /// [`SchedulerError::Threads`] if the worker threads cannot start.
+    pub fn open(
+        data_dir: impl AsRef<Path>,
+        config: Config,
+        executor: Arc<dyn StageExecutor>,
+    ) -> Result<Self, SchedulerError> {
+        config.validate()?;
+        let store = Store::open(data_dir)?;
+        Self::with_store(store, config, executor)
+    }
+
+    /// Starts the scheduler over an already opened store (see [`open`](Self::open)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn with_store(
+        store: Store,
+        config: Config,
+        executor: Arc<dyn StageExecutor>,
+    ) -> Result<Self, SchedulerError> {
+        config.validate()?;
+        let mut inner = Inner {
+            next_id: store.last_job_id()?.map_or(1, |id| id.0 + 1),
+            ..Inner::default()
+        };
+        for record in store.active_jobs()? {
+            inner.register(record);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("epa-stage-{i}"))
+            .build()
+            .map_err(|e| SchedulerError::Threads {
+                message: e.to_string(),
+            })?;
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            executor,
+            inner: Mutex::new(inner),
+            changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            pool,
+        });
+        let for_thread = Arc::clone(&shared);
+        let dispatcher = std::thread::Builder::new()
+            .name("epa-dispatch".into())
+            .spawn(move || dispatch(&for_thread))
+            .map_err(|e| SchedulerError::Threads {
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            shared,
+            dispatcher: Some(dispatcher),
+        })
+    }
+
+    /// The store, for reads (commitments, proofs, shard state) and writes outside jobs.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Journals `spec` durably (the write is synced to disk before this returns) and queues
+    /// it; the returned id may be acknowledged to the submitter.
+    ///
+    /// # Errors
+    /// [`SchedulerError::InvalidTenant`], [`SchedulerError::PayloadTooLarge`],
+    /// [`SchedulerError::Busy`] when the tenant's queue is full, [`SchedulerError::ShuttingDown`],
+    /// [`SchedulerError::Storage`] if the journal write fails (then nothing was queued).
+    pub fn submit(&self, spec: JobSpec) -> Result<JobId, SchedulerError> {
+        check_tenant(&spec.tenant)?;
+        let config = &self.shared.config;
+        if spec.payload.len() > config.max_payload_bytes {
+            return Err(SchedulerError::PayloadTooLarge {
+                size: spec.payload.len(),
+                max: config.max_payload_bytes,
+            });
+        }
+        let mut inner = self.shared.lock();
+        if inner.stopping {
+            return Err(SchedulerError::ShuttingDown);
+        }
+        let (queued_jobs, queued_bytes) = inner
+            .tenants
+            .get(&spec.tenant)
+            .map_or((0, 0), |q| (q.jobs.len(), q.bytes));
+        let len = spec.payload.len() as u64;
+        if queued_jobs >= config.max_queued_jobs_per_tenant
+            || queued_bytes + len > config.max_queued_bytes_per_tenant
+        {
+            return Err(SchedulerError::Busy {
+                tenant: spec.tenant,
+                queued_jobs,
+                queued_bytes,
+                max_jobs: config.max_queued_jobs_per_tenant,
+                max_bytes: config.max_queued_bytes_per_tenant,
+            });
+        }
+        let id = JobId(inner.next_id);
+        let record = JobRecord {
+            job: Job {
+                id,
+                tenant: spec.tenant,
+                kind: spec.kind,
+                ordering_key: spec.ordering_key,
+            },
+            state: DurableState::Active,
+            next_stage: 0,
+            attempts: 0,
+            payload_len: len,
+        };
+        let store = &self.shared.store;
+        let mut batch = rocksdb::WriteBatch::default();
+        store.put_payload(&mut batch, id, &spec.payload);
+        store.put_job(&mut batch, &record);
+        store.write(batch)?;
+        inner.next_id += 1;
+        inner.register(record);
+        drop(inner);
+        self.shared.changed.notify_all();
+        Ok(id)
+    }
+
+    /// Cancels a job: it runs no further stage, and a stage running now has its result
+    /// discarded. Returns `false` if the job had already finished (done, failed or cancelled).
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownJob`] if no such job exists; [`SchedulerError::Storage`] if
+    /// the cancellation cannot be journaled (then the job is not cancelled).
+    pub fn cancel(&self, id: JobId) -> Result<bool, SchedulerError> {
+        let mut inner = self.shared.lock();
+        let Some(active) = inner.active.get(&id) else {
+            drop(inner);
+            return match self.shared.store.job_record(id)? {
+                Some(_) => Ok(false),
+                None => Err(SchedulerError::UnknownJob(id)),
+            };
+        };
+        let mut record = active.record.clone();
+        record.state = DurableState::Cancelled;
+        let mut batch = rocksdb::WriteBatch::default();
+        self.shared.store.put_job(&mut batch, &record);
+        self.shared.store.write(batch)?;
+        active.cancel.store(true, Ordering::Relaxed);
+        if let Some(active) = inner.active.get_mut(&id) {
+            active.record = record;
+        }
+        inner.finish(id);
+        drop(inner);
+        self.shared.changed.notify_all();
+        Ok(true)
+    }
+
+    /// A job's state and progress.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownJob`] if no such job exists; storage errors on reading a
+    /// finished job's record.
+    pub fn status(&self, id: JobId) -> Result<JobStatus, SchedulerError> {
+        {
+            let inner = self.shared.lock();
+            if let Some(active) = inner.active.get(&id) {
+                return Ok(active.record.status(active.running));
+            }
+        }
+        self.shared
+            .store
+            .job_record(id)?
+            .map(|record| record.status(None))
+            .ok_or(SchedulerError::UnknownJob(id))
+    }
+
+    /// Waits until job `id` is terminal or `timeout` passes, and returns its status then.
+    ///
+    /// # Errors
+    /// As [`status`](Self::status).
+    pub fn wait(&self, id: JobId, timeout: Duration) -> Result<JobStatus, SchedulerError> {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.shared.lock();
+        loop {
+            let now = Instant::now();
+            if !inner.active.contains_key(&id) || now >= deadline {
+                drop(inner);
+                return self.status(id);
+            }
+            inner = self
+                .shared
+                .changed
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until no job is unfinished or `timeout` passes; returns whether all finished.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.shared.lock();
+        loop {
+            let now = Instant::now();
+            if inner.active.is_empty() {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+            inner = self
+                .shared
+                .changed
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Counts of jobs by state, queue depth per tenant and per-stage latency.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.shared.lock();
+        Snapshot {
+            workers: self.shared.config.workers,
+            queued: inner.active.len() - inner.running,
+            running: inner.running,
+            done: inner.done,
+            failed: inner.failed,
+            cancelled: inner.cancelled,
+            tenants: inner
+                .tenants
+                .iter()
+                .map(|(tenant, q)| TenantDepth {
+                    tenant: tenant.clone(),
+                    jobs: q.jobs.len(),
+                    bytes: q.bytes,
+                })
+                .collect(),
+            stage_latency: Stage::ALL
+                .iter()
+                .map(|s| (*s, inner.latency[usize::from(s.code())]))
+                .collect(),
+        }
+    }
+
+    /// Begins a shutdown without waiting: from now on [`submit`](Self::submit) answers
+    /// [`SchedulerError::ShuttingDown`], no new stage starts, and running stages see
+    /// [`StageContext::should_stop`]. Dropping the scheduler then waits for them.
+    pub fn stop_admitting(&self) {
+        {
+            let mut inner = self.shared.lock();
+            inner.stopping = true;
+            self.shared.stopping.store(true, Ordering::Relaxed);
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Stops admitting jobs, tells running stages to stop ([`StageContext::should_stop`]),
+    /// waits for them to finish or give up, and stops the threads. Unfinished jobs stay in
+    /// the journal and resume on the next [`open`](Self::open).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.stop_admitting();
+        if let Some(handle) = self.dispatcher.take() {
+            // The dispatcher only returns; a panic in it has nothing left to clean up.
+            let _ = handle.join();
+        }
+        // The last pool tasks drop their handles just after they report; wait for that so
+        // that the database is closed when this returns and the data dir can be reopened.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The dispatcher thread: picks stages while workers are free and hands them to the pool;
+/// on shutdown, waits until no stage runs.
+fn dispatch(shared: &Arc<Shared>) {
+    let mut inner = shared.lock();
+    loop {
+        if inner.stopping {
+            if inner.running == 0 {
+                return;
+            }
+            inner = shared
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let now = Instant::now();
+        let mut wait = Duration::from_secs(1);
+        if inner.running < shared.config.workers {
+            match inner.pick(&shared.config, now) {
+                Ok((id, stage)) => {
+                    let active = inner
+                        .active
+                        .get_mut(&id)
+                        .expect("pick returns only active jobs");
+                    active.running = Some(stage);
+                    active.not_before = None;
+                    let task = Task {
+                        job: active.record.job.clone(),
+                        stage,
+                        stage_index: active.record.next_stage,
+                        attempt: active.record.attempts,
+                        cancel: Arc::clone(&active.cancel),
+                    };
+                    inner.running += 1;
+                    let for_task = Arc::clone(shared);
+                    shared.pool.spawn(move || run_task(&for_task, task));
+                    continue;
+                }
+                Err(Some(wake)) => wait = wake.saturating_duration_since(now),
+                Err(None) => {}
+            }
+        }
+        inner = shared
+            .changed
+            .wait_timeout(inner, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+fn run_task(shared: &Shared, task: Task) {
+    let started = Instant::now();
+    let result = load_input(shared, &task).and_then(|input| {
+        let ctx = StageContext {
+            stage: task.stage,
+            attempt: task.attempt,
+            store: &shared.store,
+            cancelled: &task.cancel,
+            stopping: &shared.stopping,
+        };
+        catch_unwind(AssertUnwindSafe(|| {
+            shared.executor.run(&ctx, &task.job, task.stage, &input)
+        }))
+        .unwrap_or_else(|panic| Err(StageFailure::Retryable(panic_message(&panic))))
+    });
+    let elapsed = started.elapsed();
+    let mut inner = shared.lock();
+    inner.running -= 1;
+    complete(shared, &mut inner, &task, result, elapsed);
+    drop(inner);
+    shared.changed.notify_all();
+}
+
+fn load_input(shared: &Shared, task: &Task) -> Result<Vec<u8>, StageFailure> {
+    let id = task.job.id;
+    let input = match task.stage_index.checked_sub(1) {
+        None => shared.store.payload(id),
+        Some(prev) => {
+            let prev = task.job.kind.stages()[usize::from(prev)];
+            shared.store.stage_output(id, prev)
+        }
+    };
+    match input {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(StageFailure::Fatal(format!(
+            "the journal has no input for stage {} of job {id}",
+            task.stage
+        ))),
+        Err(e) => Err(StageFailure::Retryable(e.to_string())),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    format!("the stage panicked: {what}")
+}
+
+/// Records a stage's result; called with the lock held, so completions, cancellations and
+/// submissions are journaled one at a time and never race.
+fn complete(
+    shared: &Shared,
+    inner: &mut Inner,
+    task: &Task,
+    result: Result<StageOutcome, StageFailure>,
+    elapsed: Duration,
+) {
+    let id = task.job.id;
+    let Some(active) = inner.active.get_mut(&id) else {
+        // Cancelled while running: the result is discarded.
+        return;
+    };
+    active.running = None;
+    if active.record.next() != Some(task.stage) || active.record.next_stage != task.stage_index {
+        return;
+    }
+    let store = &shared.store;
+    let failure = match result {
+        Ok(outcome) => {
+            let mut record = active.record.clone();
+            record.next_stage += 1;
+            record.attempts = 0;
+            if record.next().is_none() {
+                record.state = DurableState::Done;
+            }
+            let mut batch = rocksdb::WriteBatch::default();
+            store.add_writes(&mut batch, &outcome.writes);
+            store.put_output(&mut batch, id, task.stage, &outcome.output);
+            store.put_job(&mut batch, &record);
+            match store.write(batch) {
+                Ok(()) => {
+                    let done = record.state == DurableState::Done;
+                    let key = record.job.ordering_key;
+                    active.record = record;
+                    inner.latency[usize::from(task.stage.code())].record(elapsed);
+                    if task.stage.is_ordered() {
+                        inner.leave_order(key, task.stage, id);
+                    }
+                    if done {
+                        inner.finish(id);
+                    }
+                    return;
+                }
+                Err(e) => StageFailure::Retryable(e.to_string()),
+            }
+        }
+        Err(failure) => failure,
+    };
+    let active = inner
+        .active
+        .get_mut(&id)
+        .expect("the job was found active above and nothing removed it since");
+    let mut record = active.record.clone();
+    let reason = match failure {
+        StageFailure::Interrupted => {
+            active.not_before = Some(Instant::now() + shared.config.backoff_base);
+            return;
+        }
+        StageFailure::Fatal(reason) => reason,
+        StageFailure::Retryable(reason) => {
+            record.attempts = record.attempts.saturating_add(1);
+            if record.attempts < shared.config.max_attempts {
+                let mut batch = rocksdb::WriteBatch::default();
+                store.put_job(&mut batch, &record);
+                // A lost attempt count only gives the stage one more try after a restart.
+                let _ = store.write(batch);
+                active.not_before = Some(Instant::now() + shared.config.backoff(record.attempts));
+                active.record = record;
+                return;
+            }
+            format!("{reason} (after {} attempts)", record.attempts)
+        }
+    };
+    let reason = format!("stage {} failed: {reason}", task.stage);
+    record.state = DurableState::Failed(truncate_utf8(&reason, MAX_REASON_LEN).to_owned());
+    let mut batch = rocksdb::WriteBatch::default();
+    store.put_job(&mut batch, &record);
+    if store.write(batch).is_ok() {
+        active.record = record;
+        inner.finish(id);
+    } else {
+        // Not journaled: leave the job active and try again after a backoff.
+        active.not_before = Some(Instant::now() + shared.config.backoff_max);
+    }
+}
