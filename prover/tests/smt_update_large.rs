@@ -1,14 +1,16 @@
-//! Larger `smt-update` batches at the default depth 32, too slow for the default suite:
-//! `cargo test -p epa-prover --test smt_update_large -- --ignored --nocapture`.
+//! `smt-update` at the default depth 32 on populated trees.
 //!
-//! Each proves a batch of random updates on a tree of 1000 random leaves (built with a minimal
-//! reference tree kept here, independent of `crypto::smt`) with the `fast-96` preset and both
-//! hashes, checks that the proof verifies and that it does not verify for the batch with one
-//! value changed, and prints the timings and the proof size.
+//! `crypto_smt_agrees_with_the_reference_tree` (default suite) checks `crypto::smt`'s batch
+//! witnesses against a minimal reference tree kept here. The larger batches are too slow for
+//! the default suite: `cargo test -p epa-prover --test smt_update_large -- --ignored
+//! --nocapture`. Each proves a batch of random updates on a tree of 1000 random leaves with the
+//! `fast-96` preset and both hashes, checks that the proof verifies and that it does not verify
+//! for the batch with one value changed, and prints the timings and the proof size.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crypto::smt::{MemStore, Smt};
 use epa_prover::air::smt_update::{self, SmtUpdate, SmtUpdatePublicInputs, SmtUpdateWitness, Word};
 use epa_prover::options::{OptionsChoice, Preset};
 use epa_prover::prover::{DefaultComponents, ProverComponents};
@@ -134,6 +136,42 @@ where
         verify_time.as_secs_f64() * 1e3,
         proof_len
     );
+}
+
+/// `crypto::smt` batch witnesses on a populated depth-32 tree equal the reference tree's, and
+/// they prove (not ignored: cheap).
+#[test]
+fn crypto_smt_agrees_with_the_reference_tree() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0xc0ffee);
+    let mut reference = ReferenceTree::new(32);
+    let mut tree = Smt::new(32, MemStore::new()).expect("valid depth");
+    let word = |rng: &mut ChaCha20Rng| {
+        [(); 4].map(|_| BaseElement::new(rng.gen_range(0..0xffff_ffff_0000_0001)))
+    };
+    let prefill: Vec<(u64, Word)> = (0..300)
+        .map(|_| (rng.gen_range(0..1u64 << 32), word(&mut rng)))
+        .collect();
+    let expected: Vec<_> = prefill
+        .iter()
+        .map(|&(k, v)| reference.update(k, v))
+        .collect();
+    assert_eq!(
+        tree.update_batch(&prefill).expect("keys in range"),
+        expected
+    );
+    let mut updates: Vec<(u64, Word)> = (0..6)
+        .map(|_| (rng.gen_range(0..1u64 << 32), word(&mut rng)))
+        .collect();
+    updates.push((prefill[7].0, word(&mut rng)));
+    updates.push((updates[2].0, [BaseElement::ZERO; 4]));
+    let expected: Vec<_> = updates
+        .iter()
+        .map(|&(k, v)| reference.update(k, v))
+        .collect();
+    let witnesses = tree.update_batch(&updates).expect("keys in range");
+    assert_eq!(witnesses, expected);
+    assert_eq!(tree.root(), reference.root());
+    smt_update::build_trace(32, &witnesses).expect("witnesses chain and hash correctly");
 }
 
 #[test]
