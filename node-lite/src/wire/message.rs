@@ -617,7 +617,7 @@ impl Commitment {
     }
 
     /// The signed bytes: `shard u32 || height u64 || old_root || new_root || batch_hash ||
-    /// proof_hash` (152 bytes).
+    /// proof_hash` (140 bytes).
     pub fn signing_bytes(&self) -> Vec<u8> {
         commitment_signing_bytes(
             self.shard,

@@ -1,0 +1,585 @@
+//! QUIC on loopback: a test service behind the real server, real clients.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crypto::dsa::mldsa65::{KeyPair, VerifyingKey};
+use epa_node_lite::Error;
+use epa_node_lite::client::{Client, ClientConfig};
+use epa_node_lite::server::{PeerInfo, Server, ServerConfig, Service, SubscriptionFeed};
+use epa_node_lite::tls::{Fingerprint, Identity};
+use epa_node_lite::wire::{
+    Batch, Commitment, CommitmentFields, Frame, JobId, JobState, JobStatusReport, KeyId, Limits,
+    Message, ProvingJob, ProvingOptions, RejectCode, Rejection, Request, Response, Stage,
+    SubscribeRequest, kinds,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(20);
+
+/// A minimal appliance: checks batches like the real one must (key, signature, replay,
+/// prev_root), remembers jobs, serves commitments from a history plus a live channel.
+struct TestService {
+    aggregator: VerifyingKey,
+    limits: Limits,
+    shards: Mutex<HashMap<u32, (u64, [u8; 32])>>,
+    jobs: Mutex<HashMap<u64, Vec<u8>>>,
+    next_id: AtomicU64,
+    history: Vec<Commitment>,
+    live: Mutex<Vec<mpsc::Sender<Commitment>>>,
+    /// `JobStatus` for id `u64::MAX` waits on this (holds a stream open).
+    gate: Notify,
+}
+
+impl TestService {
+    fn new(aggregator: VerifyingKey, limits: Limits, history: Vec<Commitment>) -> Self {
+        Self {
+            aggregator,
+            limits,
+            shards: Mutex::default(),
+            jobs: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            history,
+            live: Mutex::default(),
+            gate: Notify::new(),
+        }
+    }
+
+    fn reject(&self, code: RejectCode, msg: &str) -> Response {
+        Response::Rejected(Rejection::new(code, msg, self.limits.max_message_len))
+    }
+
+    fn accept(&self, payload: Vec<u8>) -> Response {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.jobs.lock().unwrap().insert(id, payload);
+        Response::Accepted { id: JobId(id) }
+    }
+
+    async fn publish(&self, c: Commitment) {
+        let senders: Vec<_> = self.live.lock().unwrap().clone();
+        for tx in senders {
+            let _ = tx.send(c.clone()).await;
+        }
+    }
+}
+
+impl Service for TestService {
+    async fn handle(&self, _peer: PeerInfo, request: Request) -> Response {
+        match request {
+            Request::SubmitBatch(b) => {
+                if b.aggregator != KeyId::of(&self.aggregator) {
+                    return self.reject(RejectCode::UnknownKey, "unknown aggregator key");
+                }
+                if b.verify(&self.aggregator, &self.limits).is_err() {
+                    return self.reject(RejectCode::BadSignature, "bad batch signature");
+                }
+                let hash = b
+                    .batch_hash(&self.limits)
+                    .expect("decoded under the same limits");
+                {
+                    let mut shards = self.shards.lock().unwrap();
+                    let (last_seq, root) = shards.entry(b.shard).or_insert((0, [0; 32]));
+                    if b.seq <= *last_seq {
+                        return self.reject(RejectCode::Replay, "sequence number already used");
+                    }
+                    if b.prev_root != *root {
+                        return self.reject(RejectCode::WrongPrevRoot, "prev_root is stale");
+                    }
+                    *last_seq = b.seq;
+                    *root = hash;
+                }
+                self.accept(hash.to_vec())
+            }
+            Request::SubmitProvingJob(job) => {
+                if job.air != "rescue-chain" {
+                    return self.reject(RejectCode::UnknownAir, "no such AIR");
+                }
+                self.accept(job.witness)
+            }
+            Request::JobStatus { id } => {
+                if id.0 == u64::MAX {
+                    self.gate.notified().await;
+                }
+                if self.jobs.lock().unwrap().contains_key(&id.0) {
+                    Response::Status(JobStatusReport {
+                        id,
+                        state: JobState::Done,
+                        stage: Stage::Finished,
+                        progress: 10_000,
+                    })
+                } else {
+                    Response::NotFound { id }
+                }
+            }
+            Request::FetchProof { id } => match self.jobs.lock().unwrap().get(&id.0) {
+                Some(p) => Response::Proof {
+                    id,
+                    envelope: p.clone(),
+                },
+                None => Response::NotFound { id },
+            },
+            Request::Subscribe(_) => self.reject(RejectCode::Internal, "handled by the server"),
+        }
+    }
+
+    fn subscribe(
+        &self,
+        _peer: PeerInfo,
+        request: &SubscribeRequest,
+    ) -> Result<SubscriptionFeed, Rejection> {
+        let history = self
+            .history
+            .iter()
+            .filter(|c| request.wants(c.shard) && c.height >= request.from_height)
+            .cloned()
+            .collect();
+        let (tx, live) = mpsc::channel(16);
+        self.live.lock().unwrap().push(tx);
+        Ok(SubscriptionFeed { history, live })
+    }
+}
+
+struct Fixture {
+    server: Server,
+    service: Arc<TestService>,
+    aggregator: KeyPair,
+    appliance: KeyPair,
+    rng: ChaCha20Rng,
+}
+
+fn commitment(appliance: &KeyPair, shard: u32, height: u64, rng: &mut ChaCha20Rng) -> Commitment {
+    Commitment::sign(
+        CommitmentFields {
+            shard,
+            height,
+            old_root: rng.r#gen(),
+            new_root: rng.r#gen(),
+            batch_hash: rng.r#gen(),
+            proof: (0..rng.gen_range(1..300)).map(|_| rng.r#gen()).collect(),
+        },
+        &appliance.signing_key,
+        &rng.r#gen(),
+    )
+    .expect("signing with a valid key")
+}
+
+fn fixture(config: ServerConfig) -> Fixture {
+    let mut rng = ChaCha20Rng::from_entropy();
+    let aggregator = KeyPair::from_seed(&rng.r#gen());
+    let appliance = KeyPair::from_seed(&rng.r#gen());
+    let history = vec![
+        commitment(&appliance, 0, 1, &mut rng),
+        commitment(&appliance, 1, 1, &mut rng),
+        commitment(&appliance, 0, 2, &mut rng),
+        commitment(&appliance, 0, 3, &mut rng),
+    ];
+    let service = Arc::new(TestService::new(
+        aggregator.verifying_key.clone(),
+        config.limits,
+        history,
+    ));
+    let identity = Identity::generate().unwrap();
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &identity,
+        config,
+        Arc::clone(&service),
+    )
+    .unwrap();
+    Fixture {
+        server,
+        service,
+        aggregator,
+        appliance,
+        rng,
+    }
+}
+
+impl Fixture {
+    async fn client(&self) -> Client {
+        Client::connect(
+            self.server.local_addr(),
+            self.server.fingerprint(),
+            ClientConfig {
+                request_timeout: Duration::from_secs(5),
+                ..ClientConfig::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn batch(&mut self, shard: u32, seq: u64, prev_root: [u8; 32]) -> Batch {
+        let txs = (0..self.rng.gen_range(1..5))
+            .map(|_| {
+                (0..self.rng.gen_range(1..200))
+                    .map(|_| self.rng.r#gen())
+                    .collect()
+            })
+            .collect();
+        Batch::sign(
+            shard,
+            seq,
+            prev_root,
+            txs,
+            &self.aggregator.signing_key,
+            &self.aggregator.verifying_key,
+            &self.rng.r#gen(),
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+}
+
+fn assert_rejected<T: core::fmt::Debug>(r: Result<T, Error>, code: RejectCode) {
+    match r {
+        Err(Error::Rejected { code: got, .. }) => assert_eq!(got, code),
+        other => panic!("expected a {code:?} rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_accept_status_and_fetch() {
+    timeout(T, async {
+        let mut fx = fixture(ServerConfig::default());
+        let client = fx.client().await;
+        let batch = fx.batch(4, 1, [0; 32]);
+        let id = client.submit_batch(&batch).await.unwrap();
+        let status = client.job_status(id).await.unwrap().expect("known job");
+        assert_eq!(status.id, id);
+        assert_eq!(status.state, JobState::Done);
+        // The test service stores the batch hash as the "proof": it came through intact.
+        let proof = client.fetch_proof(id).await.unwrap().expect("known job");
+        assert_eq!(
+            proof,
+            batch.batch_hash(&Limits::default()).unwrap().to_vec()
+        );
+        assert_eq!(client.job_status(JobId(999_999)).await.unwrap(), None);
+        assert_eq!(client.fetch_proof(JobId(999_999)).await.unwrap(), None);
+        // The next batch chains on the new root.
+        let next = fx.batch(4, 2, batch.batch_hash(&Limits::default()).unwrap());
+        let id2 = client.submit_batch(&next).await.unwrap();
+        assert_ne!(id, id2);
+        let job = ProvingJob {
+            air: "rescue-chain".into(),
+            public_inputs: vec![1, 2, 3],
+            witness: fx.rng.r#gen::<[u8; 32]>().to_vec(),
+            options: ProvingOptions { preset: 0, hash: 1 },
+        };
+        let jid = client.submit_proving_job(&job).await.unwrap();
+        assert_eq!(client.fetch_proof(jid).await.unwrap(), Some(job.witness));
+        assert!(fx.server.stats().requests.load(Ordering::Relaxed) >= 8);
+        client.close().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_rejections_round_trip() {
+    timeout(T, async {
+        let mut fx = fixture(ServerConfig::default());
+        let client = fx.client().await;
+        // Unknown key: signed by someone else.
+        let stranger = KeyPair::from_seed(&fx.rng.r#gen());
+        let foreign = Batch::sign(
+            0,
+            1,
+            [0; 32],
+            vec![vec![1]],
+            &stranger.signing_key,
+            &stranger.verifying_key,
+            &[0; 32],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_rejected(client.submit_batch(&foreign).await, RejectCode::UnknownKey);
+        // Bad signature: a field changed after signing.
+        let mut tampered = fx.batch(0, 1, [0; 32]);
+        tampered.seq = 2;
+        assert_rejected(
+            client.submit_batch(&tampered).await,
+            RejectCode::BadSignature,
+        );
+        // Replay: the same sequence number twice.
+        let first = fx.batch(0, 1, [0; 32]);
+        client.submit_batch(&first).await.unwrap();
+        assert_rejected(client.submit_batch(&first).await, RejectCode::Replay);
+        // Wrong prev_root.
+        let stale = fx.batch(0, 2, [0; 32]);
+        assert_rejected(client.submit_batch(&stale).await, RejectCode::WrongPrevRoot);
+        // Unknown AIR, with the service's message carried through.
+        let job = ProvingJob {
+            air: "no-such-air".into(),
+            public_inputs: vec![],
+            witness: vec![],
+            options: ProvingOptions { preset: 0, hash: 0 },
+        };
+        match client.submit_proving_job(&job).await {
+            Err(Error::Rejected { code, message }) => {
+                assert_eq!(code, RejectCode::UnknownAir);
+                assert_eq!(message, "no such AIR");
+            }
+            other => panic!("expected UnknownAir, got {other:?}"),
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_pushes_catch_up_then_live() {
+    timeout(T, async {
+        let mut fx = fixture(ServerConfig::default());
+        let client = fx.client().await;
+        let mut sub = client
+            .subscribe(SubscribeRequest {
+                shards: vec![0],
+                from_height: 2,
+            })
+            .await
+            .unwrap();
+        // Catch-up: shard 0 from height 2, in order, signed by the appliance.
+        for height in [2, 3] {
+            let c = sub.next().await.expect("stream open").unwrap();
+            assert_eq!((c.shard, c.height), (0, height));
+            c.verify(&fx.appliance.verifying_key).unwrap();
+            assert!(fx.service.history.contains(&c));
+        }
+        // Live: a duplicate of height 3 and another shard are skipped; height 4 arrives.
+        let dup = commitment(&fx.appliance, 0, 3, &mut fx.rng);
+        let other_shard = commitment(&fx.appliance, 1, 9, &mut fx.rng);
+        let live = commitment(&fx.appliance, 0, 4, &mut fx.rng);
+        fx.service.publish(dup).await;
+        fx.service.publish(other_shard).await;
+        fx.service.publish(live.clone()).await;
+        let got = sub.next().await.expect("stream open").unwrap();
+        assert_eq!(got, live);
+        got.verify(&fx.appliance.verifying_key).unwrap();
+        // A second subscription on the same connection gets its own stream.
+        let mut all = client
+            .subscribe(SubscribeRequest {
+                shards: vec![],
+                from_height: 1,
+            })
+            .await
+            .unwrap();
+        assert_ne!(all.id(), sub.id());
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let c = all.next().await.expect("stream open").unwrap();
+            seen.push((c.shard, c.height));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![(0, 1), (0, 2), (0, 3), (1, 1)]);
+        assert_eq!(
+            fx.server.stats().subscriptions_open.load(Ordering::Relaxed),
+            2
+        );
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_fingerprint_is_refused() {
+    timeout(T, async {
+        let fx = fixture(ServerConfig::default());
+        let mut wrong = fx.server.fingerprint().0;
+        wrong[0] ^= 1;
+        let err = Client::connect(
+            fx.server.local_addr(),
+            Fingerprint(wrong),
+            ClientConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        match err {
+            Error::FingerprintMismatch { expected, found } => {
+                assert_eq!(expected, Fingerprint(wrong).to_hex());
+                assert_eq!(found, fx.server.fingerprint().to_hex());
+            }
+            other => panic!("expected FingerprintMismatch, got {other:?}"),
+        }
+        // The server still serves a client with the right pin.
+        let client = fx.client().await;
+        assert_eq!(client.job_status(JobId(1)).await.unwrap(), None);
+        // Fingerprints round-trip through hex, with or without colons.
+        let fp = fx.server.fingerprint();
+        assert_eq!(Fingerprint::from_hex(&fp.to_hex()).unwrap(), fp);
+        let colons: Vec<String> = fp.0.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(Fingerprint::from_hex(&colons.join(":")).unwrap(), fp);
+        assert!(matches!(
+            Fingerprint::from_hex("abcd"),
+            Err(Error::BadFingerprint(_))
+        ));
+    })
+    .await
+    .expect("test timed out");
+}
+
+fn rejected_code(r: Response) -> RejectCode {
+    match r {
+        Response::Rejected(rej) => rej.code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_get_typed_errors() {
+    timeout(T, async {
+        let config = ServerConfig {
+            limits: Limits {
+                max_frame_len: 64 * 1024,
+                ..Limits::default()
+            },
+            ..ServerConfig::default()
+        };
+        let mut fx = fixture(config);
+        let bad = fx.client().await;
+        let frame = |kind: u16, body: Vec<u8>| {
+            Frame {
+                version: 1,
+                kind,
+                body,
+            }
+            .encode(u32::MAX)
+            .unwrap()
+        };
+        // A body too short for its kind.
+        let r = bad
+            .request_raw(&frame(kinds::JOB_STATUS, vec![1, 2, 3]), "raw")
+            .await
+            .unwrap();
+        assert_eq!(rejected_code(r), RejectCode::Malformed);
+        // A response kind sent as a request.
+        let r = bad
+            .request_raw(&frame(kinds::ACCEPTED, vec![0; 8]), "raw")
+            .await
+            .unwrap();
+        assert_eq!(rejected_code(r), RejectCode::Unsupported);
+        // An unknown version.
+        let mut v2 = frame(kinds::JOB_STATUS, vec![0; 8]);
+        v2[4] = 2;
+        let r = bad.request_raw(&v2, "raw").await.unwrap();
+        assert_eq!(rejected_code(r), RejectCode::Unsupported);
+        // A header announcing 1 GiB: refused from the header, the body is never sent.
+        let mut huge = (1u32 << 30).to_le_bytes().to_vec();
+        huge.extend([1, 0, 1, 0]);
+        let r = bad.request_raw(&huge, "raw").await.unwrap();
+        assert_eq!(rejected_code(r), RejectCode::TooLarge);
+        // A real batch over the server's frame limit (the client's limits are larger).
+        let big = Batch::sign(
+            0,
+            1,
+            [0; 32],
+            vec![vec![7; 60_000]; 2],
+            &fx.aggregator.signing_key,
+            &fx.aggregator.verifying_key,
+            &[0; 32],
+            &Limits::default(),
+        )
+        .unwrap();
+        let bytes = Request::SubmitBatch(big)
+            .encode(&Limits::default())
+            .unwrap();
+        let r = bad.request_raw(&bytes, "raw").await.unwrap();
+        assert_eq!(rejected_code(r), RejectCode::TooLarge);
+        // Garbage, and a stream closed mid-frame.
+        let r = bad.request_raw(&[0xff; 3], "raw").await.unwrap();
+        assert_eq!(rejected_code(r), RejectCode::Malformed);
+        assert!(fx.server.stats().malformed.load(Ordering::Relaxed) >= 6);
+        // The same connection and another client are still served.
+        assert_eq!(bad.job_status(JobId(5)).await.unwrap(), None);
+        let good = fx.client().await;
+        let batch = fx.batch(2, 1, [0; 32]);
+        good.submit_batch(&batch).await.unwrap();
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_streams_are_held_back_while_others_are_served() {
+    timeout(T, async {
+        let config = ServerConfig {
+            max_concurrent_streams: 3,
+            ..ServerConfig::default()
+        };
+        let fx = fixture(config);
+        let greedy = Arc::new(fx.client().await);
+        // Three requests that the service holds open use up the greedy peer's streams.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let c = Arc::clone(&greedy);
+            held.push(tokio::spawn(
+                async move { c.job_status(JobId(u64::MAX)).await },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A fourth stream cannot be opened: QUIC flow control holds the peer back.
+        let fourth = timeout(Duration::from_millis(300), greedy.connection().open_bi()).await;
+        assert!(fourth.is_err(), "the peer opened more streams than allowed");
+        // Another client is served meanwhile.
+        let other = fx.client().await;
+        assert_eq!(other.job_status(JobId(3)).await.unwrap(), None);
+        // Releasing the held requests frees the streams again.
+        fx.service.gate.notify_waiters();
+        for h in held {
+            assert!(matches!(h.await.unwrap(), Ok(None)));
+        }
+        assert_eq!(greedy.job_status(JobId(4)).await.unwrap(), None);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_limited() {
+    timeout(T, async {
+        let config = ServerConfig {
+            max_connections_per_ip: 2,
+            ..ServerConfig::default()
+        };
+        let fx = fixture(config);
+        let a = fx.client().await;
+        let b = fx.client().await;
+        assert_eq!(a.job_status(JobId(1)).await.unwrap(), None);
+        assert_eq!(b.job_status(JobId(1)).await.unwrap(), None);
+        // The third connection from 127.0.0.1 is closed with a typed code.
+        let third = Client::connect(
+            fx.server.local_addr(),
+            fx.server.fingerprint(),
+            ClientConfig::default(),
+        )
+        .await;
+        let err = match third {
+            Ok(c) => c.job_status(JobId(1)).await.unwrap_err(),
+            Err(e) => e,
+        };
+        match err {
+            Error::ClosedByPeer { code, .. } => assert_eq!(code, RejectCode::LimitExceeded),
+            other => panic!("expected LimitExceeded, got {other:?}"),
+        }
+        assert!(
+            fx.server
+                .stats()
+                .connections_refused
+                .load(Ordering::Relaxed)
+                >= 1
+        );
+        // The first two keep working; closing one makes room.
+        assert_eq!(a.job_status(JobId(2)).await.unwrap(), None);
+        b.close().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = fx.client().await;
+        assert_eq!(c.job_status(JobId(2)).await.unwrap(), None);
+    })
+    .await
+    .expect("test timed out");
+}
