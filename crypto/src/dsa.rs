@@ -123,10 +123,9 @@ macro_rules! ml_dsa_parameter_set {
 
                 /// Parses an encoded (expanded) signing key: exact length.
                 pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-                    let mut raw = zeroize::Zeroizing::new(exact::<$sk_len>(Self::WHAT, bytes)?);
+                    let raw = zeroize::Zeroizing::new(exact::<$sk_len>(Self::WHAT, bytes)?);
                     let mut key = Self(Box::new(LibSk::zero()));
                     key.0.as_ref_mut().copy_from_slice(&*raw);
-                    raw.zeroize();
                     Ok(key)
                 }
 

@@ -171,10 +171,8 @@ macro_rules! ml_kem_parameter_set {
                     &self,
                     rng: &mut (impl CryptoRng + RngCore),
                 ) -> Result<(Ciphertext, SharedSecret), Error> {
-                    let mut m = zeroize::Zeroizing::new(random_array::<ENCAPS_RANDOMNESS_LEN>(rng)?);
-                    let out = self.encapsulate(&m);
-                    m.zeroize();
-                    Ok(out)
+                    let m = zeroize::Zeroizing::new(random_array::<ENCAPS_RANDOMNESS_LEN>(rng)?);
+                    Ok(self.encapsulate(&m))
                 }
             }
 
@@ -203,9 +201,8 @@ macro_rules! ml_kem_parameter_set {
                 /// Parses an encoded key: exact length, the FIPS 203 hash check (`H(ek)` stored in
                 /// the key matches the stored `ek`), and the modulus check of the stored `ek`.
                 pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-                    let mut raw = zeroize::Zeroizing::new(exact::<$dk_len>(Self::WHAT, bytes)?);
+                    let raw = zeroize::Zeroizing::new(exact::<$dk_len>(Self::WHAT, bytes)?);
                     let key = Self(Box::new(LibDk::from(&*raw)));
-                    raw.zeroize();
                     // The ciphertext argument only matters for the ciphertext length check,
                     // which the type already guarantees.
                     if !lib::validate_private_key(&key.0, &LibCt::default()) {
@@ -323,9 +320,8 @@ macro_rules! ml_kem_parameter_set {
 
                 /// Key generation with a seed drawn from `rng`.
                 pub fn generate(rng: &mut (impl CryptoRng + RngCore)) -> Result<Self, Error> {
-                    let mut seed = zeroize::Zeroizing::new(random_array::<KEYGEN_SEED_LEN>(rng)?);
+                    let seed = zeroize::Zeroizing::new(random_array::<KEYGEN_SEED_LEN>(rng)?);
                     let pair = Self::from_seed(&seed);
-                    seed.zeroize();
                     Ok(pair)
                 }
             }
