@@ -3,7 +3,8 @@
 //! Every update bench writes `n` fresh random keys into a tree that already holds 16 384 random
 //! keys (the pre-filled store is cloned outside the timed part):
 //!
-//! - `smt/batch_update/{1k,16k}`: `Smt::update_batch`, with one witness per update;
+//! - `smt/batch_update/{1k,16k}`: `Smt::update_batch`, with one witness per update, hashing
+//!   on the calling thread; `smt/batch_update_<n>threads/...` the same on all `n` cores;
 //! - `smt/sequential_insert/{1k,16k}`: the naive path, one `Smt::insert` (own witness, own store
 //!   write) per key;
 //! - `smt/apply_batch/{1k,16k}`: `Smt::apply_batch`, the bottom-up pass without witnesses;
@@ -45,6 +46,21 @@ fn bench_updates(c: &mut Criterion) {
         group.bench_function(format!("batch_update/{name}"), |b| {
             b.iter_batched(
                 || Smt::new(DEPTH, base.clone()).expect("depth 32 is valid"),
+                |mut tree| {
+                    let witnesses = tree.update_batch(&updates).expect("keys are in range");
+                    black_box((tree, witnesses))
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        group.bench_function(format!("batch_update_{threads}threads/{name}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut tree = Smt::new(DEPTH, base.clone()).expect("depth 32 is valid");
+                    tree.set_threads(threads);
+                    tree
+                },
                 |mut tree| {
                     let witnesses = tree.update_batch(&updates).expect("keys are in range");
                     black_box((tree, witnesses))
