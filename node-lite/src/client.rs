@@ -191,7 +191,12 @@ impl Client {
         let deadline = self.config.request_timeout;
         let fut = async {
             let (mut send, mut recv) = self.conn.open_bi().await.map_err(connection_error)?;
-            send.write_all(bytes).await.map_err(Error::from)?;
+            match send.write_all(bytes).await {
+                // The server stopped reading (an oversized or malformed frame): its
+                // rejection is still on the way back.
+                Ok(()) | Err(quinn::WriteError::Stopped(_)) => {}
+                Err(e) => return Err(Error::from(e)),
+            }
             let _ = send.finish();
             let mut decoder = FrameDecoder::new(self.config.limits.max_frame_len);
             read_message::<Response>(

@@ -180,7 +180,7 @@ pub fn router(provider: Arc<dyn StatusProvider>) -> Router {
 pub struct HttpServer {
     local_addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -209,7 +209,7 @@ impl HttpServer {
         Ok(Self {
             local_addr,
             shutdown: Some(tx),
-            task,
+            task: Some(task),
         })
     }
 
@@ -223,13 +223,16 @@ impl HttpServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        }
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }

@@ -110,6 +110,56 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    /// The counters as Prometheus metrics (`epa_quic_*`), for a [`crate::http::StatusProvider`].
+    pub fn metrics(&self) -> Vec<crate::http::Metric> {
+        use crate::http::{Metric, MetricKind::Counter, MetricKind::Gauge};
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        vec![
+            Metric::single(
+                "epa_quic_connections_accepted_total",
+                "QUIC connections accepted.",
+                Counter,
+                get(&self.connections_accepted),
+            ),
+            Metric::single(
+                "epa_quic_connections_refused_total",
+                "QUIC connections closed for exceeding the per-address limit.",
+                Counter,
+                get(&self.connections_refused),
+            ),
+            Metric::single(
+                "epa_quic_connections_open",
+                "QUIC connections open now.",
+                Gauge,
+                get(&self.connections_open),
+            ),
+            Metric::single(
+                "epa_quic_requests_total",
+                "Requests decoded and dispatched.",
+                Counter,
+                get(&self.requests),
+            ),
+            Metric::single(
+                "epa_quic_malformed_total",
+                "Requests rejected because they did not decode.",
+                Counter,
+                get(&self.malformed),
+            ),
+            Metric::single(
+                "epa_quic_subscriptions_open",
+                "Subscriptions open now.",
+                Gauge,
+                get(&self.subscriptions_open),
+            ),
+            Metric::single(
+                "epa_quic_commitments_pushed_total",
+                "Commitments pushed to subscribers.",
+                Counter,
+                get(&self.commitments_pushed),
+            ),
+        ]
+    }
+
     fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

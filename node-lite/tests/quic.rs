@@ -273,7 +273,11 @@ async fn submit_accept_status_and_fetch() {
         };
         let jid = client.submit_proving_job(&job).await.unwrap();
         assert_eq!(client.fetch_proof(jid).await.unwrap(), Some(job.witness));
-        assert!(fx.server.stats().requests.load(Ordering::Relaxed) >= 8);
+        let requests = fx.server.stats().requests.load(Ordering::Relaxed);
+        assert_eq!(requests, 8);
+        let text = epa_node_lite::http::render_metrics(&fx.server.stats().metrics());
+        assert!(text.contains(&format!("\nepa_quic_requests_total {requests}\n")));
+        assert!(text.contains("\nepa_quic_connections_open 1\n"));
         client.close().await;
     })
     .await
