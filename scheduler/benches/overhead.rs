@@ -1,7 +1,8 @@
 //! Scheduler overhead: jobs per second placed, journaled and completed with no-op stages.
 //!
-//! Every job is one synced submit plus one synced commit per stage, so the figure is bounded by
-//! the disk's fsync rate; the stages themselves do nothing.
+//! Every job is one synced submit plus one commit per stage (each synced, or with
+//! `sync_every_stage = false` only publish's), so the figure is bounded by the disk's fsync
+//! rate; the stages themselves do nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +35,16 @@ fn overhead(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(JOBS));
-    for (name, kind) in [
-        ("batch-noop", JobKind::Batch),
-        ("proving-noop", JobKind::Proving),
-    ] {
+    let cases = [
+        ("batch-noop", JobKind::Batch, true),
+        ("batch-noop-sync-publish", JobKind::Batch, false),
+        ("proving-noop", JobKind::Proving, true),
+    ];
+    for (name, kind, sync_every_stage) in cases {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = Config {
             workers: 2,
+            sync_every_stage,
             ..Config::default()
         };
         let scheduler =

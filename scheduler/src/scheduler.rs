@@ -35,6 +35,12 @@ pub struct Config {
     pub backoff_base: Duration,
     /// The longest wait between retries.
     pub backoff_max: Duration,
+    /// Whether every stage completion is fsynced (`true`, the default) or only publish and a
+    /// job's last stage. Submissions and cancellations are always fsynced. Without it a stage
+    /// completed just before a power loss (not a process crash) may run again from its input
+    /// after the restart, with its side effects rolled back with it; a synced write also makes
+    /// every earlier write durable, so nothing published is ever lost.
+    pub sync_every_stage: bool,
 }
 
 impl Default for Config {
@@ -48,6 +54,7 @@ impl Default for Config {
             max_attempts: 5,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            sync_every_stage: true,
         }
     }
 }
@@ -890,7 +897,10 @@ fn complete(
             store.add_writes(&mut batch, &outcome.writes);
             store.put_output(&mut batch, id, task.stage, &outcome.output);
             store.put_job(&mut batch, &record);
-            match store.write(batch) {
+            let sync = shared.config.sync_every_stage
+                || task.stage == Stage::Publish
+                || record.state == DurableState::Done;
+            match store.write_with(batch, sync) {
                 Ok(()) => {
                     let done = record.state == DurableState::Done;
                     let key = record.job.ordering_key;

@@ -216,8 +216,19 @@ impl Store {
 
     /// Writes `batch` durably (WAL fsync before returning).
     pub(crate) fn write(&self, batch: rocksdb::WriteBatch) -> Result<(), SchedulerError> {
+        self.write_with(batch, true)
+    }
+
+    /// Writes `batch` atomically; with `sync` the WAL (this write and every earlier one) is
+    /// fsynced before returning, without it the write survives a process crash but not a
+    /// power loss (and is then lost together with every later write: the WAL is a sequence).
+    pub(crate) fn write_with(
+        &self,
+        batch: rocksdb::WriteBatch,
+        sync: bool,
+    ) -> Result<(), SchedulerError> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(sync);
         self.db
             .write_opt(batch, &opts)
             .map_err(|e| SchedulerError::storage("writing a batch", e))
