@@ -13,7 +13,7 @@ use super::{
 
 type PairFn = unsafe fn(&mut [u64], &mut [u64], &[u64]);
 type BlockFn = unsafe fn(&mut [u64], &[u64]);
-type MulFn = unsafe fn(&mut [u64], &[u64]);
+type MulIntoFn = unsafe fn(&mut [u64], &[u64], &[u64]);
 type ScaleFn = unsafe fn(&mut [u64], u64);
 type HashRowsFn = unsafe fn(&[u64], usize, &mut [RawDigest], &Constants);
 type MergeFn = unsafe fn(&[RawDigest], &mut [RawDigest], &Constants);
@@ -26,7 +26,7 @@ pub(crate) struct Kernels {
     dit_pair: PairFn,
     dif_block: BlockFn,
     dit_block: BlockFn,
-    mul_assign: MulFn,
+    mul_into: MulIntoFn,
     scale: ScaleFn,
     hash_rows: HashRowsFn,
     merge: MergeFn,
@@ -80,8 +80,8 @@ macro_rules! isa_module {
                 ntt::dit_block::<$packed>(x, tw)
             }
             $(#[target_feature(enable = $feature)])?
-            pub(super) unsafe fn mul_assign(x: &mut [u64], y: &[u64]) {
-                ntt::mul_assign::<$packed>(x, y)
+            pub(super) unsafe fn mul_into(dst: &mut [u64], a: &[u64], b: &[u64]) {
+                ntt::mul_into::<$packed>(dst, a, b)
             }
             $(#[target_feature(enable = $feature)])?
             pub(super) unsafe fn scale(x: &mut [u64], c: u64) {
@@ -107,7 +107,7 @@ macro_rules! isa_module {
                 dit_pair,
                 dif_block,
                 dit_block,
-                mul_assign,
+                mul_into,
                 scale,
                 hash_rows,
                 merge,
@@ -171,10 +171,10 @@ impl Kernels {
         unsafe { (self.dit_block)(x, tw) }
     }
 
-    /// See [`ntt::mul_assign`].
-    pub(crate) fn mul_assign(&self, x: &mut [u64], y: &[u64]) {
+    /// See [`ntt::mul_into`].
+    pub(crate) fn mul_into(&self, dst: &mut [u64], a: &[u64], b: &[u64]) {
         // SAFETY: ISA support was checked by `Kernels::new`.
-        unsafe { (self.mul_assign)(x, y) }
+        unsafe { (self.mul_into)(dst, a, b) }
     }
 
     /// See [`ntt::scale`].

@@ -334,40 +334,47 @@ impl Backend for CpuBackend {
                 }
             });
 
-        let mut out = vec![BaseElement::ZERO; big * width];
-        let target = words::SharedRows::new(words::as_words_mut(&mut out));
+        let mut out: Vec<BaseElement> = Vec::with_capacity(big * width);
+        let target = words::SharedRows::new(out.spare_capacity_mut());
         let inner_par = blowup < rayon::current_num_threads();
-        (0..blowup).into_par_iter().for_each(|t| {
-            // Coset t holds the points offset * g^(t + blowup * i), i < n: rows t + blowup * i.
-            let shift = offset * g.exp(t as u64);
-            let powers = ntt::shift_powers_bitrev(shift, n);
-            let mut scratch = reversed.clone();
-            let work = |col: &mut [u64]| {
-                k.mul_assign(col, &powers);
-                ntt::dit(k, col, &tw.fwd, inner_par);
-            };
-            if inner_par {
-                scratch.par_chunks_mut(n).for_each(work);
-            } else {
-                scratch.chunks_mut(n).for_each(work);
-            }
-            // Transpose through an L1-sized tile: read each column's run contiguously, write
-            // whole rows.
-            let mut tile = vec![0u64; LDE_TILE * width];
-            for i0 in (0..n).step_by(LDE_TILE) {
-                let len = LDE_TILE.min(n - i0);
-                for (c, col) in scratch.chunks_exact(n).enumerate() {
-                    for (ii, v) in col[i0..i0 + len].iter().enumerate() {
-                        tile[ii * width + c] = *v;
+        (0..blowup).into_par_iter().for_each_init(
+            || (vec![0u64; n * width], vec![0u64; LDE_TILE * width]),
+            |(scratch, tile), t| {
+                // Coset t holds the points offset * g^(t + blowup * i), i < n: rows t + blowup * i.
+                let shift = offset * g.exp(t as u64);
+                let powers = ntt::shift_powers_bitrev(shift, n);
+                let work = |(dst, src): (&mut [u64], &[u64])| {
+                    k.mul_into(dst, src, &powers);
+                    ntt::dit(k, dst, &tw.fwd, inner_par);
+                };
+                if inner_par {
+                    scratch
+                        .par_chunks_mut(n)
+                        .zip(reversed.par_chunks(n))
+                        .for_each(work);
+                } else {
+                    scratch.chunks_mut(n).zip(reversed.chunks(n)).for_each(work);
+                }
+                // Transpose through an L1-sized tile: read each column's run contiguously,
+                // write whole rows.
+                for i0 in (0..n).step_by(LDE_TILE) {
+                    let len = LDE_TILE.min(n - i0);
+                    for (c, col) in scratch.chunks_exact(n).enumerate() {
+                        for (ii, v) in col[i0..i0 + len].iter().enumerate() {
+                            tile[ii * width + c] = *v;
+                        }
+                    }
+                    for ii in 0..len {
+                        let row = t + blowup * (i0 + ii);
+                        // SAFETY: coset `t` is the only writer of rows `t + blowup * i`.
+                        unsafe { target.write_row(row, &tile[ii * width..(ii + 1) * width]) };
                     }
                 }
-                for ii in 0..len {
-                    let row = t + blowup * (i0 + ii);
-                    // SAFETY: coset `t` is the only writer of rows `t + blowup * i`.
-                    unsafe { target.write_row(row, &tile[ii * width..(ii + 1) * width]) };
-                }
-            }
-        });
+            },
+        );
+        // SAFETY: the cosets t < blowup wrote rows t + blowup * i for every i < n, that is
+        // every row of the `big * width` words reserved above, each as a valid element.
+        unsafe { out.set_len(big * width) };
         Ok(RowMatrix::from_parts(out, big, width))
     }
 

@@ -146,6 +146,9 @@ pub(crate) fn dit_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
 
 #[inline(always)]
 fn dif_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
+    if h < P::WIDTH {
+        return narrow_stage::<P, false>(x, h, tw);
+    }
     for blk in x.chunks_exact_mut(2 * h) {
         let (lo, hi) = blk.split_at_mut(h);
         dif_pair::<P>(lo, hi, &tw[h..2 * h]);
@@ -154,22 +157,70 @@ fn dif_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
 
 #[inline(always)]
 fn dit_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
+    if h < P::WIDTH {
+        return narrow_stage::<P, true>(x, h, tw);
+    }
     for blk in x.chunks_exact_mut(2 * h) {
         let (lo, hi) = blk.split_at_mut(h);
         dit_pair::<P>(lo, hi, &tw[h..2 * h]);
     }
 }
 
-/// `x[i] = x[i] * y[i]` (`x` and `y` of equal length).
+/// A stage whose butterflies are narrower than a vector (`h < P::WIDTH`): the `P::WIDTH`
+/// butterflies of `2 * P::WIDTH` consecutive words are gathered into one vector of upper and
+/// one of lower operands, computed together and scattered back.
 #[inline(always)]
-pub(crate) fn mul_assign<P: super::packed::Packed>(x: &mut [u64], y: &[u64]) {
-    let n = x.len();
+fn narrow_stage<P: super::packed::Packed, const DIT: bool>(x: &mut [u64], h: usize, tw: &[u64]) {
+    let lanes = P::WIDTH;
+    let mut lo = [0u64; 8];
+    let mut hi = [0u64; 8];
+    let mut w = [0u64; 8];
+    for (k, v) in w.iter_mut().enumerate().take(lanes) {
+        *v = tw[h + k % h];
+    }
+    let vw = P::load(&w);
+    let mut chunks = x.chunks_exact_mut(2 * lanes);
+    for chunk in &mut chunks {
+        for k in 0..lanes {
+            let i = (k / h) * 2 * h + k % h;
+            lo[k] = chunk[i];
+            hi[k] = chunk[i + h];
+        }
+        let (a, b) = (P::load(&lo), P::load(&hi));
+        let (a, b) = if DIT {
+            let t = b.mul(vw);
+            (a.add(t), a.sub(t))
+        } else {
+            (a.add(b), a.sub(b).mul(vw))
+        };
+        a.store(&mut lo);
+        b.store(&mut hi);
+        for k in 0..lanes {
+            let i = (k / h) * 2 * h + k % h;
+            chunk[i] = lo[k];
+            chunk[i + h] = hi[k];
+        }
+    }
+    for blk in chunks.into_remainder().chunks_exact_mut(2 * h) {
+        let (l, r) = blk.split_at_mut(h);
+        if DIT {
+            dit_pair::<super::packed::Scalar>(l, r, &tw[h..2 * h]);
+        } else {
+            dif_pair::<super::packed::Scalar>(l, r, &tw[h..2 * h]);
+        }
+    }
+}
+
+/// `dst[i] = a[i] * b[i]` (all of equal length).
+#[inline(always)]
+pub(crate) fn mul_into<P: super::packed::Packed>(dst: &mut [u64], a: &[u64], b: &[u64]) {
+    let n = dst.len();
     let main = n - n % P::WIDTH;
     for j in (0..main).step_by(P::WIDTH) {
-        P::load(&x[j..]).mul(P::load(&y[j..])).store(&mut x[j..]);
+        P::load(&a[j..]).mul(P::load(&b[j..])).store(&mut dst[j..]);
     }
     for j in main..n {
-        x[j] = field::mul(x[j], y[j]);
+        dst[j] = field::mul(a[j], b[j]);
     }
 }
 

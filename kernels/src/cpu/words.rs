@@ -1,6 +1,6 @@
 //! Views of winter-math elements as their raw Montgomery words, and a shared row writer.
 
-use core::marker::PhantomData;
+use core::{marker::PhantomData, mem::MaybeUninit};
 
 use winter_math::fields::f64::BaseElement;
 
@@ -28,7 +28,7 @@ pub(crate) fn as_words_mut(elements: &mut [BaseElement]) -> &mut [u64] {
 pub(crate) struct SharedRows<'a> {
     ptr: *mut u64,
     len: usize,
-    _borrow: PhantomData<&'a mut [u64]>,
+    _borrow: PhantomData<&'a mut [MaybeUninit<BaseElement>]>,
 }
 
 // SAFETY: `SharedRows` only hands out writes through `write_row`, whose contract is
@@ -38,10 +38,11 @@ unsafe impl Send for SharedRows<'_> {}
 unsafe impl Sync for SharedRows<'_> {}
 
 impl<'a> SharedRows<'a> {
-    /// Wraps an exclusively borrowed buffer.
-    pub(crate) fn new(buf: &'a mut [u64]) -> Self {
+    /// Wraps an exclusively borrowed, possibly uninitialised buffer of elements.
+    pub(crate) fn new(buf: &'a mut [MaybeUninit<BaseElement>]) -> Self {
+        // `BaseElement` has the layout of `u64` (checked above), and so has its `MaybeUninit`.
         Self {
-            ptr: buf.as_mut_ptr(),
+            ptr: buf.as_mut_ptr().cast(),
             len: buf.len(),
             _borrow: PhantomData,
         }
