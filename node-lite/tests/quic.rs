@@ -587,3 +587,42 @@ async fn connections_per_address_are_limited() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_idle_connections_time_out() {
+    timeout(T, async {
+        let config = ServerConfig {
+            request_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        };
+        let fx = fixture(config);
+        let slow = fx.client().await;
+        // Half a header, then silence: the server answers with a typed rejection once the
+        // request deadline passes, without waiting for the rest.
+        let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
+        send.write_all(&[12, 0]).await.unwrap();
+        let started = std::time::Instant::now();
+        let bytes = recv.read_to_end(4096).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        let frame = Frame::decode_exact(&bytes, Limits::default().max_frame_len).unwrap();
+        match Response::from_frame(&frame, &Limits::default()).unwrap() {
+            Response::Rejected(r) => {
+                assert_eq!(r.code, RejectCode::Malformed);
+                assert!(r.message.contains("no complete request"), "{}", r.message);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        // An idle connection is closed by the negotiated idle timeout.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        match slow.job_status(JobId(1)).await {
+            Err(Error::Connection(quinn::ConnectionError::TimedOut)) => {}
+            other => panic!("expected an idle timeout, got {other:?}"),
+        }
+        // New connections are served.
+        let fresh = fx.client().await;
+        assert_eq!(fresh.job_status(JobId(1)).await.unwrap(), None);
+    })
+    .await
+    .expect("test timed out");
+}
