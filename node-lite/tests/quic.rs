@@ -626,3 +626,33 @@ async fn slow_requests_and_idle_connections_time_out() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_limited() {
+    timeout(T, async {
+        let config = ServerConfig {
+            max_subscriptions_per_connection: 2,
+            ..ServerConfig::default()
+        };
+        let fx = fixture(config);
+        let client = fx.client().await;
+        let request = SubscribeRequest {
+            shards: vec![1],
+            from_height: 0,
+        };
+        let mut first = client.subscribe(request.clone()).await.unwrap();
+        let _second = client.subscribe(request.clone()).await.unwrap();
+        assert_rejected(
+            client.subscribe(request.clone()).await,
+            RejectCode::LimitExceeded,
+        );
+        // The open subscriptions still deliver (shard 1 has one stored commitment).
+        let c = first.next().await.expect("stream open").unwrap();
+        assert_eq!((c.shard, c.height), (1, 1));
+        // Another connection has its own budget.
+        let other = fx.client().await;
+        assert!(other.subscribe(request).await.is_ok());
+    })
+    .await
+    .expect("test timed out");
+}
