@@ -282,6 +282,9 @@ pub struct Snapshot {
 struct ActiveJob {
     record: JobRecord,
     running: Option<Stage>,
+    /// A journal write for this job is in flight outside the lock (its submission or a stage
+    /// completion): it is not eligible, and a cancellation waits for the write.
+    committing: bool,
     cancel: Arc<AtomicBool>,
     not_before: Option<Instant>,
 }
@@ -310,7 +313,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn register(&mut self, record: JobRecord) {
+    fn register(&mut self, record: JobRecord, committing: bool) {
         let id = record.job.id;
         let queue = self.tenants.entry(record.job.tenant.clone()).or_default();
         queue.jobs.insert(id);
@@ -326,6 +329,7 @@ impl Inner {
             ActiveJob {
                 record,
                 running: None,
+                committing,
                 cancel: Arc::new(AtomicBool::new(false)),
                 not_before: None,
             },
@@ -371,7 +375,7 @@ impl Inner {
         let Some(active) = self.active.get(&id) else {
             return Ok(None);
         };
-        if active.running.is_some() {
+        if active.running.is_some() || active.committing {
             return Ok(None);
         }
         let Some(stage) = active.record.next() else {
@@ -505,7 +509,7 @@ impl Scheduler {
             ..Inner::default()
         };
         for record in store.active_jobs()? {
-            inner.register(record);
+            inner.register(record, false);
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers)
@@ -599,12 +603,26 @@ impl Scheduler {
         let mut batch = rocksdb::WriteBatch::default();
         store.put_payload(&mut batch, id, &spec.payload);
         store.put_job(&mut batch, &record);
-        store.write(batch)?;
+        // Reserve the id, the queue room and the job's place in its key's order, then write
+        // outside the lock so that concurrent journal writes share an fsync.
         inner.next_id += 1;
-        inner.register(record);
+        inner.register(record, true);
+        drop(inner);
+        let written = store.write(batch);
+        let mut inner = self.shared.lock();
+        match &written {
+            Ok(()) => {
+                if let Some(active) = inner.active.get_mut(&id) {
+                    active.committing = false;
+                }
+            }
+            Err(_) => {
+                inner.finish(id);
+            }
+        }
         drop(inner);
         self.shared.changed.notify_all();
-        Ok(id)
+        written.map(|()| id)
     }
 
     /// Cancels a job: it runs no further stage, and a stage running now has its result
@@ -615,6 +633,13 @@ impl Scheduler {
     /// the cancellation cannot be journaled (then the job is not cancelled).
     pub fn cancel(&self, id: JobId) -> Result<bool, SchedulerError> {
         let mut inner = self.shared.lock();
+        while inner.active.get(&id).is_some_and(|a| a.committing) {
+            inner = self
+                .shared
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         let Some(active) = inner.active.get(&id) else {
             drop(inner);
             return match self.shared.store.job_record(id)? {
@@ -832,10 +857,55 @@ fn run_task(shared: &Shared, task: Task) {
     });
     let elapsed = started.elapsed();
     let mut inner = shared.lock();
+    if let Some(commit) = complete(shared, &mut inner, &task, result) {
+        // The completion is written outside the lock: concurrent completions and submissions
+        // share RocksDB's group commit, and the job is marked `committing` meanwhile.
+        drop(inner);
+        let written = shared.store.write_with(commit.batch, commit.sync);
+        inner = shared.lock();
+        match written {
+            Ok(()) => committed(&mut inner, &task, commit.record, elapsed),
+            Err(e) => {
+                if let Some(active) = inner.active.get_mut(&task.job.id) {
+                    active.committing = false;
+                    active.running = Some(task.stage);
+                }
+                let failure = Err(StageFailure::Retryable(e.to_string()));
+                let again = complete(shared, &mut inner, &task, failure);
+                debug_assert!(again.is_none(), "a failure never yields a commit");
+            }
+        }
+    }
     inner.running -= 1;
-    complete(shared, &mut inner, &task, result, elapsed);
     drop(inner);
     shared.changed.notify_all();
+}
+
+/// A stage completion to write: the batch, whether to fsync it, and the job's new record.
+struct Commit {
+    batch: rocksdb::WriteBatch,
+    sync: bool,
+    record: JobRecord,
+}
+
+/// Applies a written stage completion to the in-memory state.
+fn committed(inner: &mut Inner, task: &Task, record: JobRecord, elapsed: Duration) {
+    let id = task.job.id;
+    let done = record.state == DurableState::Done;
+    let key = record.job.ordering_key;
+    let Some(active) = inner.active.get_mut(&id) else {
+        return;
+    };
+    active.committing = false;
+    active.running = None;
+    active.record = record;
+    inner.latency[usize::from(task.stage.code())].record(elapsed);
+    if task.stage.is_ordered() {
+        inner.leave_order(key, task.stage, id);
+    }
+    if done {
+        inner.finish(id);
+    }
 }
 
 fn load_input(shared: &Shared, task: &Task) -> Result<Vec<u8>, StageFailure> {
@@ -866,23 +936,23 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("the stage panicked: {what}")
 }
 
-/// Records a stage's result; called with the lock held, so completions, cancellations and
-/// submissions are journaled one at a time and never race.
+/// Records a stage's result, called with the lock held. A failure is journaled at once; a
+/// success is returned as a [`Commit`] for the caller to write outside the lock (the job is
+/// marked `committing` until then, so nothing else touches it).
 fn complete(
     shared: &Shared,
     inner: &mut Inner,
     task: &Task,
     result: Result<StageOutcome, StageFailure>,
-    elapsed: Duration,
-) {
+) -> Option<Commit> {
     let id = task.job.id;
     let Some(active) = inner.active.get_mut(&id) else {
         // Cancelled while running: the result is discarded.
-        return;
+        return None;
     };
     active.running = None;
     if active.record.next() != Some(task.stage) || active.record.next_stage != task.stage_index {
-        return;
+        return None;
     }
     let store = &shared.store;
     let failure = match result {
@@ -900,22 +970,13 @@ fn complete(
             let sync = shared.config.sync_every_stage
                 || task.stage == Stage::Publish
                 || record.state == DurableState::Done;
-            match store.write_with(batch, sync) {
-                Ok(()) => {
-                    let done = record.state == DurableState::Done;
-                    let key = record.job.ordering_key;
-                    active.record = record;
-                    inner.latency[usize::from(task.stage.code())].record(elapsed);
-                    if task.stage.is_ordered() {
-                        inner.leave_order(key, task.stage, id);
-                    }
-                    if done {
-                        inner.finish(id);
-                    }
-                    return;
-                }
-                Err(e) => StageFailure::Retryable(e.to_string()),
-            }
+            active.committing = true;
+            active.running = Some(task.stage);
+            return Some(Commit {
+                batch,
+                sync,
+                record,
+            });
         }
         Err(failure) => failure,
     };
@@ -927,7 +988,7 @@ fn complete(
     let reason = match failure {
         StageFailure::Interrupted => {
             active.not_before = Some(Instant::now() + shared.config.backoff_base);
-            return;
+            return None;
         }
         StageFailure::Fatal(reason) => reason,
         StageFailure::Retryable(reason) => {
@@ -939,7 +1000,7 @@ fn complete(
                 let _ = store.write(batch);
                 active.not_before = Some(Instant::now() + shared.config.backoff(record.attempts));
                 active.record = record;
-                return;
+                return None;
             }
             format!("{reason} (after {} attempts)", record.attempts)
         }
@@ -955,4 +1016,5 @@ fn complete(
         // Not journaled: leave the job active and try again after a backoff.
         active.not_before = Some(Instant::now() + shared.config.backoff_max);
     }
+    None
 }
