@@ -5,16 +5,24 @@
 //!   tree; `epa prove --air rescue-chain --steps 4096 ... --out p.bin` proves a hash chain.
 //! * `epa verify p.bin [--min-security BITS]` verifies a proof envelope with the stock
 //!   winterfell verifier and prints the statement.
-//! * `epa demo [--batches N] [--updates M]` keeps one in-memory tree, proves and verifies N
-//!   random batches of M updates and prints a line per batch and a latency summary.
+//! * `epa demo [--batches N] [--txs M]` runs the whole appliance on loopback: a simulated
+//!   aggregator sends N encrypted batches of M transactions over QUIC, a simulated validator
+//!   subscribes and verifies every commitment and proof; a summary with latency, throughput
+//!   and time per stage follows.
+//! * `epa run --config FILE` runs the appliance until SIGINT/SIGTERM, then drains.
+//! * `epa keys generate --out DIR [--name NAME]` writes ML-DSA-65 and ML-KEM-768 key files.
+//! * `epa submit ...` signs and sends batches of random transactions to a running appliance;
+//!   `epa subscribe ...` prints its verified commitments.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::appliance::demo as epa_demo;
 use clap::{Args, Parser, Subcommand};
-use prover::envelope::{ProofEnvelope, VerifiedStatement, verify_envelope_min_security};
+use prover::envelope::{VerifiedStatement, verify_envelope_min_security};
 use prover::options::{HashId, OptionsChoice, Preset};
 use prover::registry::{self, AirId, ProveRequest, Statement, word_hex};
 use prover::workload::{SmtWorkload, seed_word};
@@ -33,8 +41,17 @@ enum Command {
     Prove(ProveArgs),
     /// Verify a proof envelope with the stock winterfell verifier.
     Verify(VerifyArgs),
-    /// Prove and verify a stream of random SMT batches against one in-memory tree.
+    /// Run the whole appliance on loopback with a simulated aggregator and validator.
     Demo(DemoArgs),
+    /// Run the appliance from a configuration file until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Sign and send batches of random transactions to a running appliance.
+    Submit(SubmitArgs),
+    /// Print the verified commitments of a running appliance.
+    Subscribe(SubscribeArgs),
 }
 
 /// Options and hash shared by the proving commands.
@@ -83,17 +100,102 @@ struct VerifyArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Number of batches.
+    /// Number of batches the aggregator sends.
     #[arg(long, default_value_t = 8)]
     batches: usize,
-    /// Updates per batch.
-    #[arg(long, default_value_t = 64)]
-    updates: usize,
-    /// Tree depth.
+    /// Transactions per batch.
+    #[arg(long, default_value_t = 16)]
+    txs: usize,
+    /// Depth of the shard's tree.
     #[arg(long, default_value_t = 32)]
     depth: u8,
     #[command(flatten)]
     choice: ProofChoice,
+    /// Stage worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The appliance configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write `NAME.mldsa65.{sk,pk}` and `NAME.mlkem768.{dk,ek}` (secrets with mode 0600).
+    Generate {
+        /// Directory to write to (created if absent).
+        #[arg(long)]
+        out: PathBuf,
+        /// File name prefix.
+        #[arg(long, default_value = "epa")]
+        name: String,
+    },
+}
+
+/// Where the appliance is and how to trust it.
+#[derive(Debug, Args)]
+struct Remote {
+    /// The appliance's QUIC address.
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    /// The appliance's TLS certificate fingerprint (printed by `epa run`).
+    #[arg(long)]
+    fingerprint: String,
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The aggregator's ML-DSA-65 secret key file (`*.mldsa65.sk`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The shard's ML-KEM-768 encapsulation key file (`*.mlkem768.ek`).
+    #[arg(long)]
+    shard_key: PathBuf,
+    /// The appliance's ML-DSA-65 public key file (to verify the commitments).
+    #[arg(long)]
+    appliance_key: PathBuf,
+    /// The shard.
+    #[arg(long, default_value_t = 0)]
+    shard: u32,
+    /// The aggregator's last accepted sequence number on the shard (0 for none).
+    #[arg(long, default_value_t = 0)]
+    last_seq: u64,
+    /// Batches to send.
+    #[arg(long, default_value_t = 1)]
+    batches: usize,
+    /// Transactions per batch.
+    #[arg(long, default_value_t = 16)]
+    txs: usize,
+    /// The appliance's tree depth (`prover.smt_depth`).
+    #[arg(long, default_value_t = 32)]
+    depth: u8,
+    /// Seed of the random transactions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SubscribeArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The appliance's ML-DSA-65 public key file.
+    #[arg(long)]
+    appliance_key: PathBuf,
+    /// Shards (default: every shard the appliance serves).
+    #[arg(long)]
+    shard: Vec<u32>,
+    /// First height to print.
+    #[arg(long, default_value_t = 1)]
+    from_height: u64,
+    /// Stop after this many commitments (default: run until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -103,6 +205,10 @@ pub fn main() -> ExitCode {
         Command::Prove(args) => prove(&args),
         Command::Verify(args) => verify(&args),
         Command::Demo(args) => demo(&args),
+        Command::Run(args) => run(&args),
+        Command::Keys(KeysCommand::Generate { out, name }) => keys_generate(&out, &name),
+        Command::Submit(args) => submit(&args),
+        Command::Subscribe(args) => subscribe(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,89 +322,6 @@ fn print_statement(v: &VerifiedStatement) {
     println!("security   {} bits (conjectured)", v.conjectured_bits);
 }
 
-fn demo(args: &DemoArgs) -> Result<()> {
-    if args.batches == 0 || args.updates == 0 {
-        bail!("--batches and --updates must be at least 1");
-    }
-    let choice = &args.choice;
-    let mut workload = SmtWorkload::new(args.depth, choice.seed)?;
-    println!(
-        "demo: {} batches x {} updates, depth {}, {} / {}",
-        args.batches, args.updates, args.depth, choice.preset, choice.hash
-    );
-    let mut prove_times = Vec::with_capacity(args.batches);
-    let mut verify_times = Vec::with_capacity(args.batches);
-    let mut verified_count = 0usize;
-    for batch in 1..=args.batches {
-        let before = workload.root();
-        let witnesses = workload.next_batch(args.updates)?;
-        let request = ProveRequest::SmtUpdate {
-            depth: args.depth,
-            witnesses,
-        };
-        let started = Instant::now();
-        let envelope = registry::prove(&request, choice.preset.into(), choice.hash)
-            .with_context(|| format!("proving batch {batch}"))?;
-        let prove_time = started.elapsed();
-        let bytes = envelope.to_bytes()?;
-        let started = Instant::now();
-        // Verify from the wire bytes, exactly as a validator would.
-        let outcome = ProofEnvelope::from_bytes(&bytes).and_then(|e| registry::verify(&e));
-        let verify_time = started.elapsed();
-        let status = match &outcome {
-            Ok(v) => match &v.statement {
-                Statement::SmtUpdate(pi)
-                    if *pi.old_root() == before && *pi.new_root() == workload.root() =>
-                {
-                    verified_count += 1;
-                    "verified".to_owned()
-                }
-                _ => "WRONG STATEMENT".to_owned(),
-            },
-            Err(e) => format!("REJECTED: {e}"),
-        };
-        println!(
-            "batch {batch:>4}/{}: root {} -> {}  prove {}  verify {}  proof {} B  {status}",
-            args.batches,
-            short_hex(&before),
-            short_hex(&workload.root()),
-            fmt_duration(prove_time),
-            fmt_duration(verify_time),
-            bytes.len(),
-        );
-        prove_times.push(prove_time);
-        verify_times.push(verify_time);
-    }
-    let total_updates = args.batches * args.updates;
-    let total_prove: Duration = prove_times.iter().sum();
-    println!("summary");
-    println!("  batches         {}", args.batches);
-    println!("  updates         {total_updates}");
-    println!("  proofs verified {verified_count}/{}", args.batches);
-    println!(
-        "  prove  p50 {}  p99 {}",
-        fmt_duration(percentile(&mut prove_times, 50)),
-        fmt_duration(percentile(&mut prove_times, 99))
-    );
-    println!(
-        "  verify p50 {}  p99 {}",
-        fmt_duration(percentile(&mut verify_times, 50)),
-        fmt_duration(percentile(&mut verify_times, 99))
-    );
-    println!(
-        "  throughput      {:.1} updates/s (proving)",
-        total_updates as f64 / total_prove.as_secs_f64().max(1e-9)
-    );
-    if verified_count != args.batches {
-        bail!(
-            "{} of {} proofs failed verification",
-            args.batches - verified_count,
-            args.batches
-        );
-    }
-    Ok(())
-}
-
 /// Nearest-rank percentile of a non-empty sample.
 fn percentile(samples: &mut [Duration], p: usize) -> Duration {
     samples.sort_unstable();
@@ -314,6 +337,256 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn short_hex(w: &prover::air::smt_update::Word) -> String {
-    word_hex(w).chars().take(12).collect()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn demo(args: &DemoArgs) -> Result<()> {
+    use epa_demo::{DemoEvent, DemoOptions, run_demo};
+    if args.batches == 0 || args.txs == 0 {
+        bail!("--batches and --txs must be at least 1");
+    }
+    let opts = DemoOptions {
+        batches: args.batches,
+        txs: args.txs,
+        depth: args.depth,
+        preset: args.choice.preset,
+        hash: args.choice.hash,
+        seed: args.choice.seed,
+        workers: args
+            .workers
+            .unwrap_or_else(|| DemoOptions::default().workers),
+        ..DemoOptions::default()
+    };
+    println!(
+        "demo: appliance on loopback, {} batches x {} txs, depth {}, {} / {}, {} workers",
+        opts.batches, opts.txs, opts.depth, opts.preset, opts.hash, opts.workers
+    );
+    let n = opts.batches;
+    let report = runtime()?.block_on(run_demo(&opts, |e| match e {
+        DemoEvent::Started { addr, fingerprint } => {
+            println!("appliance  QUIC {addr}, certificate {fingerprint}");
+        }
+        DemoEvent::Accepted { batch, job, txs } => {
+            println!("batch {batch:>4}/{n}: accepted as job #{job} ({txs} txs, durable)");
+        }
+        DemoEvent::Verified {
+            height,
+            old_root,
+            new_root,
+            proof_bytes,
+            latency,
+        } => println!(
+            "batch {height:>4}/{n}: root {old_root}.. -> {new_root}..  proof {proof_bytes} B  \
+             latency {}  verified",
+            fmt_duration(*latency)
+        ),
+        DemoEvent::Failed { height, reason } => {
+            println!("batch {height:>4}/{n}: FAILED: {reason}");
+        }
+    }))?;
+    let mut latencies = report.latencies.clone();
+    println!("summary");
+    println!("  batches         {}", report.batches);
+    println!("  transactions    {}", report.txs);
+    println!("  proofs verified {}/{}", report.verified, report.batches);
+    if !latencies.is_empty() {
+        println!(
+            "  latency         p50 {}  p99 {} (submit -> verified)",
+            fmt_duration(percentile(&mut latencies, 50)),
+            fmt_duration(percentile(&mut latencies, 99))
+        );
+    }
+    println!(
+        "  throughput      {:.1} tx/s, {:.2} batches/s over {}",
+        report.txs as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.verified as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        fmt_duration(report.elapsed)
+    );
+    for (stage, l) in &report.snapshot.stage_latency {
+        println!(
+            "  stage {:<9} {:>4} runs  mean {}  max {}  total {}",
+            stage.name(),
+            l.count,
+            fmt_duration(l.mean()),
+            fmt_duration(l.max),
+            fmt_duration(l.total)
+        );
+    }
+    if !report.failures.is_empty() || report.verified != report.batches {
+        for f in &report.failures {
+            eprintln!("failure: {f}");
+        }
+        bail!(
+            "{} of {} batches did not verify",
+            report.batches - report.verified,
+            report.batches
+        );
+    }
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> Result<()> {
+    use crate::appliance::{Appliance, Settings};
+    use std::io::Write as _;
+    let cfg = firmware_config::Config::load(&args.config)?;
+    let settings = Settings::from_config(&cfg)?;
+    let data_dir = settings.data_dir.clone();
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let appliance = Appliance::start(settings).await?;
+        let key_id = node_lite::wire::KeyId::of(appliance.appliance_key());
+        println!("epa: data dir {}", data_dir.display());
+        println!("epa: QUIC listening on {}", appliance.quic_addr());
+        if let Some(http) = appliance.http_addr() {
+            println!("epa: HTTP listening on {http}");
+        }
+        println!("epa: certificate fingerprint {}", appliance.fingerprint());
+        println!("epa: appliance key id {}", key_id.to_hex());
+        if appliance.recovered() > 0 {
+            println!(
+                "epa: rewrote acceptance records of {} journaled batches",
+                appliance.recovered()
+            );
+        }
+        println!("epa: ready");
+        let _ = std::io::stdout().flush();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+            _ = term.recv() => {}
+        }
+        println!("epa: draining");
+        appliance.shutdown().await;
+        println!("epa: stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+fn keys_generate(out: &std::path::Path, name: &str) -> Result<()> {
+    let keys = crate::appliance::keys::generate_keys(out, name)?;
+    for (what, path) in [
+        ("ML-DSA-65 secret (seed)", &keys.dsa_secret),
+        ("ML-DSA-65 public", &keys.dsa_public),
+        ("ML-KEM-768 secret", &keys.kem_secret),
+        ("ML-KEM-768 public", &keys.kem_public),
+    ] {
+        println!("{what:<24} {}", path.display());
+    }
+    Ok(())
+}
+
+async fn connect(remote: &Remote) -> Result<node_lite::client::Client> {
+    let fp = node_lite::tls::Fingerprint::from_hex(&remote.fingerprint)?;
+    Ok(node_lite::client::Client::connect(remote.addr, fp, Default::default()).await?)
+}
+
+fn print_commitment(c: &node_lite::wire::Commitment, v: &VerifiedStatement) {
+    println!(
+        "shard {} height {}: {} -> {}  batch {}  proof {} B ({} / {})  VERIFIED",
+        c.shard,
+        c.height,
+        hex::encode(c.old_root),
+        hex::encode(c.new_root),
+        hex::encode(&c.batch_hash[..8]),
+        c.proof.len(),
+        v.options.name(),
+        v.hash
+    );
+}
+
+fn submit(args: &SubmitArgs) -> Result<()> {
+    use crate::appliance::client::{SimAggregator, verify_commitment};
+    use crate::appliance::keys;
+    let pair = keys::load_dsa_seed(&args.key)?;
+    let ek = keys::load_kem_public(&args.shard_key)?;
+    let appliance_key = keys::load_dsa_public(&args.appliance_key)?;
+    runtime()?.block_on(async {
+        let client = connect(&args.remote).await?;
+        let limits = node_lite::wire::Limits::default();
+        let mut agg = SimAggregator::new(pair, args.shard, args.depth, ek, 64, args.seed, limits)?;
+        // The shard's current root: its latest commitment, or the empty tree's root.
+        let mut sub = client
+            .subscribe(node_lite::wire::SubscribeRequest {
+                shards: vec![args.shard],
+                from_height: 1,
+            })
+            .await?;
+        let mut root = agg.root();
+        let mut height = 0;
+        while let Ok(Some(next)) =
+            tokio::time::timeout(Duration::from_millis(500), sub.next()).await
+        {
+            let c = next?;
+            root = c.new_root;
+            height = c.height;
+        }
+        agg.resume_at(args.last_seq, root);
+        println!(
+            "shard {} at height {height}, root {}",
+            args.shard,
+            hex::encode(root)
+        );
+        for _ in 0..args.batches {
+            let txs = agg.random_txs(args.txs)?;
+            let prepared = agg.prepare(&txs, Vec::new())?;
+            let job = agg
+                .submit(&client, &prepared, Duration::from_secs(60))
+                .await?;
+            println!(
+                "batch seq {} accepted as job {job} ({} txs)",
+                prepared.batch.seq, prepared.txs
+            );
+            // Wait for its commitment: it carries the root the next batch applies on.
+            let c = loop {
+                match tokio::time::timeout(Duration::from_secs(300), sub.next()).await {
+                    Ok(Some(c)) => {
+                        let c = c?;
+                        if c.batch_hash == prepared.batch_hash {
+                            break c;
+                        }
+                    }
+                    Ok(None) => bail!("the appliance closed the subscription"),
+                    Err(_) => bail!("no commitment for job {job} within 300 s"),
+                }
+            };
+            let v = verify_commitment(&c, &appliance_key)?;
+            print_commitment(&c, &v);
+            agg.resume_at(prepared.batch.seq, c.new_root);
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
+fn subscribe(args: &SubscribeArgs) -> Result<()> {
+    use crate::appliance::client::verify_commitment;
+    let appliance_key = crate::appliance::keys::load_dsa_public(&args.appliance_key)?;
+    let mut shards = args.shard.clone();
+    shards.sort_unstable();
+    shards.dedup();
+    runtime()?.block_on(async {
+        let client = connect(&args.remote).await?;
+        let mut sub = client
+            .subscribe(node_lite::wire::SubscribeRequest {
+                shards,
+                from_height: args.from_height,
+            })
+            .await?;
+        let mut seen = 0u64;
+        while args.count.is_none_or(|n| seen < n) {
+            let Some(c) = sub.next().await else {
+                bail!("the appliance closed the subscription");
+            };
+            let c = c?;
+            let v = verify_commitment(&c, &appliance_key)?;
+            print_commitment(&c, &v);
+            seen += 1;
+        }
+        Ok(())
+    })
 }

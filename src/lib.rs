@@ -4,4 +4,5 @@
 //! the tests drive the same code paths an operator does.
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 pub mod cli;
