@@ -121,10 +121,12 @@ fn demo_proves_and_verifies_every_batch() {
         "demo",
         "--batches",
         "2",
-        "--updates",
+        "--txs",
         "2",
         "--depth",
         "8",
+        "--hash",
+        "blake3-256",
         "--seed",
         &random_seed(),
     ]);
@@ -132,7 +134,7 @@ fn demo_proves_and_verifies_every_batch() {
     let text = stdout(&o);
     assert_eq!(text.matches(" verified\n").count(), 2, "{text}");
     assert!(text.contains("proofs verified 2/2"), "{text}");
-    assert!(text.contains("updates         4"), "{text}");
+    assert!(text.contains("transactions    4"), "{text}");
 }
 
 #[test]

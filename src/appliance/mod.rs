@@ -197,13 +197,12 @@ impl Metrics {
     }
 
     pub(crate) fn count_response(&self, response: &Response) {
-        if let Response::Rejected(r) = response {
-            if let Some(c) = self
+        if let Response::Rejected(r) = response
+            && let Some(c) = self
                 .rejected
                 .get(usize::from(r.code.to_u16()).saturating_sub(1))
-            {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
