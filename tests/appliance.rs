@@ -43,7 +43,10 @@ async fn batches_are_proved_published_and_verified_over_quic() {
                 to,
                 amount,
                 nonce,
-            }) = txs.iter().find(|t| matches!(t, Tx::Transfer { .. })).copied()
+            }) = txs
+                .iter()
+                .find(|t| matches!(t, Tx::Transfer { .. }))
+                .copied()
             {
                 txs.push(Tx::Transfer {
                     from,
@@ -87,7 +90,13 @@ async fn batches_are_proved_published_and_verified_over_quic() {
         .expect("fetch answers")
         .expect("a proof is stored");
     assert_eq!(envelope, commitments[2].proof);
-    assert!(validator.job_status(node_lite::wire::JobId(9_999)).await.expect("answers").is_none());
+    assert!(
+        validator
+            .job_status(node_lite::wire::JobId(9_999))
+            .await
+            .expect("answers")
+            .is_none()
+    );
     let m = app.metrics();
     assert_eq!(m.txs_valid.load(std::sync::atomic::Ordering::Relaxed), 9);
     let skipped: u64 = m
@@ -105,7 +114,9 @@ async fn batches_are_proved_published_and_verified_over_quic() {
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("HTTP connects");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("HTTP connects");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .expect("request sent");
@@ -131,14 +142,20 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
     let mut other = stranger.aggregator(seed);
     let txs = other.random_txs(2).expect("mirror reads");
     let p = other.prepare(&txs, Vec::new()).expect("signing");
-    assert_eq!(rejected(conn.submit_batch(&p.batch).await), RejectCode::UnknownKey);
+    assert_eq!(
+        rejected(conn.submit_batch(&p.batch).await),
+        RejectCode::UnknownKey
+    );
 
     // Bad signature: a field changed after signing.
     let txs = agg.random_txs(2).expect("mirror reads");
     let good = agg.prepare(&txs, Vec::new()).expect("signing");
     let mut tampered = good.batch.clone();
     tampered.txs.pop();
-    assert_eq!(rejected(conn.submit_batch(&tampered).await), RejectCode::BadSignature);
+    assert_eq!(
+        rejected(conn.submit_batch(&tampered).await),
+        RejectCode::BadSignature
+    );
 
     // A shard the tenant may not submit for.
     let foreign = Batch::sign(
@@ -152,7 +169,10 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
         &limits,
     )
     .expect("signing");
-    assert_eq!(rejected(conn.submit_batch(&foreign).await), RejectCode::Unauthorized);
+    assert_eq!(
+        rejected(conn.submit_batch(&foreign).await),
+        RejectCode::Unauthorized
+    );
 
     // Wrong prev_root: signed correctly, next seq, but not on the shard's root.
     let mut wrong_root = good.batch.prev_root;
@@ -168,7 +188,10 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
         &limits,
     )
     .expect("signing");
-    assert_eq!(rejected(conn.submit_batch(&wrong).await), RejectCode::WrongPrevRoot);
+    assert_eq!(
+        rejected(conn.submit_batch(&wrong).await),
+        RejectCode::WrongPrevRoot
+    );
 
     // A skipped sequence number is refused too.
     let skipped = Batch::sign(
@@ -182,23 +205,37 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
         &limits,
     )
     .expect("signing");
-    assert_eq!(rejected(conn.submit_batch(&skipped).await), RejectCode::Replay);
+    assert_eq!(
+        rejected(conn.submit_batch(&skipped).await),
+        RejectCode::Replay
+    );
 
     // Malformed bytes on a stream.
-    let r = conn.request_raw(&[9, 0, 0, 0, 1, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff], "garbage").await;
+    let r = conn
+        .request_raw(
+            &[9, 0, 0, 0, 1, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff],
+            "garbage",
+        )
+        .await;
     assert!(
         matches!(r, Ok(Response::Rejected(ref rej)) if rej.code == RejectCode::Malformed || rej.code == RejectCode::TooLarge),
         "{r:?}"
     );
 
     // Nothing was journaled so far.
-    assert_eq!(app.snapshot().done + app.snapshot().queued as u64 + app.snapshot().running as u64, 0);
+    assert_eq!(
+        app.snapshot().done + app.snapshot().queued as u64 + app.snapshot().running as u64,
+        0
+    );
 
     // The appliance still serves: the good batch is accepted, and its replay is refused.
     agg.submit(&conn, &good, Duration::from_secs(30))
         .await
         .expect("the valid batch is accepted");
-    assert_eq!(rejected(conn.submit_batch(&good.batch).await), RejectCode::Replay);
+    assert_eq!(
+        rejected(conn.submit_batch(&good.batch).await),
+        RejectCode::Replay
+    );
     let c = collect_verified(&conn, app.appliance_key(), 1).await;
     assert_eq!(c[0].batch_hash, good.batch_hash);
     assert_eq!(
@@ -240,10 +277,16 @@ async fn proving_jobs_are_proved_and_fetched() {
     // Refused at the door: unknown AIR, bad options, statement not matching the witness.
     let mut bad = job.clone();
     bad.air = "fib".into();
-    assert_eq!(rejected(conn.submit_proving_job(&bad).await), RejectCode::UnknownAir);
+    assert_eq!(
+        rejected(conn.submit_proving_job(&bad).await),
+        RejectCode::UnknownAir
+    );
     let mut bad = job.clone();
     bad.options.preset = 9;
-    assert_eq!(rejected(conn.submit_proving_job(&bad).await), RejectCode::BadOptions);
+    assert_eq!(
+        rejected(conn.submit_proving_job(&bad).await),
+        RejectCode::BadOptions
+    );
     let mut bad = job.clone();
     bad.public_inputs[10] ^= 1;
     assert!(conn.submit_proving_job(&bad).await.is_err());
@@ -293,5 +336,49 @@ async fn a_restart_publishes_every_acknowledged_batch_exactly_once() {
     let all = collect_verified(&conn, app.appliance_key(), 5).await;
     assert_eq!(all[4].old_root, got[3].new_root);
     assert_eq!(all[4].new_root, p.new_root);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_records_lost_in_a_crash_are_rebuilt_from_the_journal() {
+    use epa::appliance::service::{ACCEPTED_THROUGH, LAST_BATCH, RESERVED_SHARD};
+    let seed = fresh_seed();
+    let keys = Keys::new(seed);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut agg = keys.aggregator(seed);
+    let txs = agg.random_txs(2).expect("mirror reads");
+    let p = agg.prepare(&txs, Vec::new()).expect("signing");
+    {
+        let app = Appliance::start(keys.settings(dir.path()))
+            .await
+            .expect("the appliance starts");
+        let conn = client(&app).await;
+        agg.submit(&conn, &p, Duration::from_secs(30))
+            .await
+            .expect("accepted");
+        app.shutdown().await;
+    }
+    // Roll the acceptance records back to before the submit, as a crash between the journal
+    // write and the records' write would leave them.
+    {
+        let store = scheduler::Store::open(dir.path().join(epa::appliance::STORE_DIR))
+            .expect("the store reopens");
+        let mut w = scheduler::WriteSet::new();
+        w.aggregator_seq(u64::from(SHARD), &p.batch.aggregator.0, 0)
+            .aggregator_seq(u64::from(SHARD), LAST_BATCH, 0)
+            .aggregator_seq(RESERVED_SHARD, ACCEPTED_THROUGH, 0);
+        store.commit(&w).expect("rolled back");
+    }
+    let app = Appliance::start(keys.settings(dir.path()))
+        .await
+        .expect("the appliance restarts");
+    assert_eq!(app.recovered(), 1);
+    let conn = client(&app).await;
+    assert_eq!(
+        rejected(conn.submit_batch(&p.batch).await),
+        RejectCode::Replay
+    );
+    let got = collect_verified(&conn, app.appliance_key(), 1).await;
+    assert_eq!(got[0].batch_hash, p.batch_hash);
     app.shutdown().await;
 }

@@ -50,6 +50,9 @@ pub use service::{Aggregator, Service};
 
 use self::tx::Invalid;
 
+/// The store's directory under the data dir.
+pub const STORE_DIR: &str = "store";
+
 /// Everything the appliance needs to start.
 pub struct Settings {
     /// Directory of the store (created if absent).
@@ -407,7 +410,7 @@ impl Appliance {
             path: data_dir.clone(),
             detail: format!("cannot create the data dir: {e}"),
         })?;
-        let store_dir = data_dir.join("store");
+        let store_dir = data_dir.join(STORE_DIR);
         let scheduler = tokio::task::spawn_blocking(move || {
             Scheduler::open(store_dir, config, Arc::new(executor))
         })

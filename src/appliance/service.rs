@@ -38,8 +38,10 @@ use super::{Error, Metrics};
 
 /// The shard number under which appliance-wide records are kept (wire shards are `u32`).
 pub const RESERVED_SHARD: u64 = u64::MAX;
-const LAST_BATCH: &[u8] = b"epa/last-batch";
-const ACCEPTED_THROUGH: &[u8] = b"epa/accepted-through";
+/// Record name (under a shard) of the job id of the shard's last accepted batch.
+pub const LAST_BATCH: &[u8] = b"epa/last-batch";
+/// Record name (under [`RESERVED_SHARD`]) of the acceptance watermark.
+pub const ACCEPTED_THROUGH: &[u8] = b"epa/accepted-through";
 /// The tenant that proving jobs from the wire are queued under.
 pub const PROVING_TENANT: &str = "validators";
 /// Commitments buffered per subscription before the poller waits for the subscriber.
@@ -188,7 +190,11 @@ impl Service {
             return Ok(None);
         };
         let id = JobId(last);
-        let status = self.scheduler.status(id)?;
+        let status = match self.scheduler.status(id) {
+            Ok(s) => s,
+            Err(SchedulerError::UnknownJob(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let executed = status.completed.contains(&Stage::Execute) || status.state.is_terminal();
         Ok((!executed).then_some(id))
     }

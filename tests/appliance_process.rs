@@ -1,0 +1,160 @@
+//! `epa run` as a child process: killed with SIGKILL mid-run and restarted on the same data
+//! dir, it publishes every acknowledged batch exactly once and keeps its identity.
+
+mod appliance_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use appliance_support::{DEPTH, SHARD, collect_verified, fresh_seed};
+use epa::appliance::client::SimAggregator;
+use epa::appliance::keys;
+use node_lite::client::{Client, ClientConfig};
+use node_lite::tls::Fingerprint;
+use node_lite::wire::Limits;
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    fingerprint: Fingerprint,
+}
+
+/// Starts `epa run` and waits for its "ready" line, reading the address and fingerprint.
+fn start(config: &Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_epa"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the epa binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut addr, mut fingerprint) = (None, None);
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("`epa run` prints its ready line within 60 s");
+        if let Some(a) = line.strip_prefix("epa: QUIC listening on ") {
+            addr = Some(a.parse().expect("a socket address"));
+        }
+        if let Some(f) = line.strip_prefix("epa: certificate fingerprint ") {
+            fingerprint = Some(Fingerprint::from_hex(f).expect("hex fingerprint"));
+        }
+        if line == "epa: ready" {
+            break;
+        }
+    }
+    Running {
+        child,
+        addr: addr.expect("the address was printed"),
+        fingerprint: fingerprint.expect("the fingerprint was printed"),
+    }
+}
+
+async fn connect(r: &Running) -> Client {
+    Client::connect(r.addr, r.fingerprint, ClientConfig::default())
+        .await
+        .expect("loopback connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_and_duplicates_nothing() {
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
+    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("epa.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[appliance]
+data_dir = "{data}"
+[quic]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[workers]
+threads = 2
+[prover]
+preset = "fast-96"
+hash = "blake3-256"
+smt_depth = {DEPTH}
+[[shards]]
+id = {SHARD}
+kem_key = "{kem}"
+[[tenants]]
+id = "agg"
+public_key = "{pk}"
+shards = [{SHARD}]
+"#,
+            data = data_dir.display(),
+            kem = shard_keys.kem_secret.display(),
+            pk = agg_keys.dsa_public.display(),
+        ),
+    )
+    .expect("config written");
+    let mut agg = SimAggregator::new(
+        keys::load_dsa_seed(&agg_keys.dsa_secret).expect("seed"),
+        SHARD,
+        DEPTH,
+        keys::load_kem_public(&shard_keys.kem_public).expect("ek"),
+        6,
+        seed,
+        Limits::default(),
+    )
+    .expect("depth 8");
+
+    let mut first = start(&config);
+    let conn = connect(&first).await;
+    let mut hashes = Vec::new();
+    for _ in 0..3 {
+        let txs = agg.random_txs(3).expect("mirror reads");
+        let p = agg.prepare(&txs, Vec::new()).expect("signing");
+        agg.submit(&conn, &p, Duration::from_secs(30))
+            .await
+            .expect("accepted");
+        hashes.push(p.batch_hash);
+    }
+    // Acknowledged means durable: kill without any chance to drain.
+    first.child.kill().expect("SIGKILL delivered");
+    first.child.wait().expect("the child is reaped");
+    drop(conn);
+
+    let mut second = start(&config);
+    assert_eq!(
+        second.fingerprint, first.fingerprint,
+        "the pinned certificate survives restarts"
+    );
+    let appliance_key =
+        keys::load_dsa_public(&data_dir.join(keys::IDENTITY_PUBLIC_FILE)).expect("identity");
+    let conn = connect(&second).await;
+    let got = collect_verified(&conn, &appliance_key, 3).await;
+    assert_eq!(
+        got.iter().map(|c| c.height).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(got.iter().map(|c| c.batch_hash).collect::<Vec<_>>(), hashes);
+    // The chain continues where it stopped.
+    let txs = agg.random_txs(3).expect("mirror reads");
+    let p = agg.prepare(&txs, Vec::new()).expect("signing");
+    agg.submit(&conn, &p, Duration::from_secs(30))
+        .await
+        .expect("the next batch is accepted after the restart");
+    let all = collect_verified(&conn, &appliance_key, 4).await;
+    assert_eq!(all[3].new_root, p.new_root);
+    second.child.kill().expect("SIGKILL delivered");
+    second.child.wait().expect("the child is reaped");
+}
