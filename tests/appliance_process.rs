@@ -20,6 +20,7 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     fingerprint: Fingerprint,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts `epa run` and waits for its "ready" line, reading the address and fingerprint.
@@ -59,23 +60,18 @@ fn start(config: &Path) -> Running {
         child,
         addr: addr.expect("the address was printed"),
         fingerprint: fingerprint.expect("the fingerprint was printed"),
+        lines: rx,
     }
 }
 
-async fn connect(r: &Running) -> Client {
-    Client::connect(r.addr, r.fingerprint, ClientConfig::default())
-        .await
-        .expect("loopback connection")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_run_loses_and_duplicates_nothing() {
-    let seed = fresh_seed();
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
-    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
-    let data_dir = dir.path().join("data");
-    let config = dir.path().join("epa.toml");
+/// Writes a configuration for one shard and one aggregator with tiny proofs.
+fn write_config(
+    dir: &Path,
+    agg_keys: &keys::GeneratedKeys,
+    shard_keys: &keys::GeneratedKeys,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data_dir = dir.join("data");
+    let config = dir.join("epa.toml");
     std::fs::write(
         &config,
         format!(
@@ -106,6 +102,22 @@ shards = [{SHARD}]
         ),
     )
     .expect("config written");
+    (data_dir, config)
+}
+
+async fn connect(r: &Running) -> Client {
+    Client::connect(r.addr, r.fingerprint, ClientConfig::default())
+        .await
+        .expect("loopback connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_loses_and_duplicates_nothing() {
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
+    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
+    let (data_dir, config) = write_config(dir.path(), &agg_keys, &shard_keys);
     let mut agg = SimAggregator::new(
         keys::load_dsa_seed(&agg_keys.dsa_secret).expect("seed"),
         SHARD,
@@ -157,4 +169,59 @@ shards = [{SHARD}]
     assert_eq!(all[3].new_root, p.new_root);
     second.child.kill().expect("SIGKILL delivered");
     second.child.wait().expect("the child is reaped");
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
+    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
+    let (_, config) = write_config(dir.path(), &agg_keys, &shard_keys);
+    let mut running = start(&config);
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = running.child.wait().expect("the child exits");
+    assert!(exit.success(), "{exit:?}");
+    let rest: Vec<String> = running.lines.iter().collect();
+    assert!(rest.iter().any(|l| l == "epa: stopped"), "{rest:?}");
+}
+
+#[test]
+fn keys_generate_writes_private_key_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new(env!("CARGO_BIN_EXE_epa"))
+        .args(["keys", "generate", "--name", "agg", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("the epa binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sk = dir.path().join("agg.mldsa65.sk");
+    let pair = keys::load_dsa_seed(&sk).expect("a seed file");
+    let pk = keys::load_dsa_public(&dir.path().join("agg.mldsa65.pk")).expect("a public key");
+    assert_eq!(pair.verifying_key, pk);
+    let dk = keys::load_kem_secret(&dir.path().join("agg.mlkem768.dk")).expect("a dk");
+    let ek = keys::load_kem_public(&dir.path().join("agg.mlkem768.ek")).expect("an ek");
+    assert_eq!(dk.encapsulation_key(), ek);
+    for secret in ["agg.mldsa65.sk", "agg.mlkem768.dk"] {
+        let mode = std::fs::metadata(dir.path().join(secret))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret}");
+    }
+    // A second run refuses to overwrite.
+    let again = Command::new(env!("CARGO_BIN_EXE_epa"))
+        .args(["keys", "generate", "--name", "agg", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("the epa binary runs");
+    assert!(!again.status.success());
 }
