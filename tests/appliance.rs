@@ -222,6 +222,15 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
         "{r:?}"
     );
 
+    // An oversized frame is refused from its header, before the body is read.
+    let r = conn
+        .request_raw(&[0xf0, 0xff, 0xff, 0xff, 1, 0, 1, 0], "oversized")
+        .await;
+    assert!(
+        matches!(r, Ok(Response::Rejected(ref rej)) if rej.code == RejectCode::TooLarge),
+        "{r:?}"
+    );
+
     // Nothing was journaled so far.
     assert_eq!(
         app.snapshot().done + app.snapshot().queued as u64 + app.snapshot().running as u64,
