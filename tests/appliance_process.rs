@@ -225,3 +225,81 @@ fn keys_generate_writes_private_key_files() {
         .expect("the epa binary runs");
     assert!(!again.status.success());
 }
+
+#[test]
+fn submit_and_subscribe_talk_to_a_running_appliance() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
+    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
+    let (data_dir, config) = write_config(dir.path(), &agg_keys, &shard_keys);
+    let mut running = start(&config);
+    let identity = data_dir.join(keys::IDENTITY_PUBLIC_FILE);
+    let remote = [
+        "--addr".to_owned(),
+        running.addr.to_string(),
+        "--fingerprint".to_owned(),
+        running.fingerprint.to_hex(),
+    ];
+    let seed = fresh_seed().to_string();
+    let submit = |last_seq: &str| {
+        Command::new(env!("CARGO_BIN_EXE_epa"))
+            .arg("submit")
+            .args(&remote)
+            .args(["--shard", &SHARD.to_string(), "--depth", &DEPTH.to_string()])
+            .args([
+                "--batches",
+                "2",
+                "--txs",
+                "3",
+                "--seed",
+                &seed,
+                "--last-seq",
+                last_seq,
+            ])
+            .arg("--key")
+            .arg(&agg_keys.dsa_secret)
+            .arg("--shard-key")
+            .arg(&shard_keys.kem_public)
+            .arg("--appliance-key")
+            .arg(&identity)
+            .output()
+            .expect("the epa binary runs")
+    };
+    let out = submit("0");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("VERIFIED").count(), 2, "{text}");
+    // A second run continues the shard from its latest commitment.
+    let out = submit("2");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("at height 2"), "{text}");
+    let sub = Command::new(env!("CARGO_BIN_EXE_epa"))
+        .arg("subscribe")
+        .args(&remote)
+        .args(["--shard", &SHARD.to_string(), "--count", "4"])
+        .arg("--appliance-key")
+        .arg(&identity)
+        .output()
+        .expect("the epa binary runs");
+    let text = String::from_utf8_lossy(&sub.stdout).into_owned();
+    assert!(
+        sub.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+    for h in 1..=4 {
+        assert!(text.contains(&format!("height {h}:")), "{text}");
+    }
+    assert_eq!(text.matches("VERIFIED").count(), 4, "{text}");
+    running.child.kill().expect("SIGKILL delivered");
+    running.child.wait().expect("the child is reaped");
+}
