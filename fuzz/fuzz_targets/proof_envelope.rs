@@ -9,8 +9,19 @@ use std::sync::OnceLock;
 
 use prover::air::rescue_chain::seed_from_elements;
 use prover::envelope::{ProofEnvelope, verify_envelope};
-use prover::options::{HashId, Preset};
+use prover::options::{HashId, OptionsChoice, ProofParams};
 use prover::registry::{self, ProveRequest};
+
+/// Cheap valid options for the seed proofs (no grinding, few queries): the target explores the
+/// decoder and verifier, not soundness, and stays fast under sanitizers.
+const SEED_PARAMS: ProofParams = ProofParams {
+    num_queries: 4,
+    blowup_factor: 8,
+    grinding_factor: 0,
+    field_extension: 2,
+    fri_folding_factor: 4,
+    fri_remainder_max_degree: 7,
+};
 
 fn seeds() -> &'static [Vec<u8>; 2] {
     static SEEDS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
@@ -20,7 +31,7 @@ fn seeds() -> &'static [Vec<u8>; 2] {
                 seed: seed_from_elements(&[]),
                 steps: 4,
             };
-            registry::prove(&request, Preset::Fast96.into(), hash)
+            registry::prove(&request, OptionsChoice::Explicit(SEED_PARAMS), hash)
                 .and_then(|env| env.to_bytes())
                 .expect("a valid rescue chain proves")
         })
