@@ -44,6 +44,15 @@ pub enum SchedulerError {
         /// The tenant's byte limit.
         max_bytes: u64,
     },
+    /// The scheduler as a whole holds as many unfinished jobs as it allows (back-pressure
+    /// across all tenants).
+    #[error("the appliance is full: {queued_jobs} unfinished jobs (limit {max_jobs}); retry later")]
+    Full {
+        /// Unfinished jobs now.
+        queued_jobs: usize,
+        /// The configured limit.
+        max_jobs: usize,
+    },
     /// A job's payload is larger than the configured maximum.
     #[error("job payload is {size} bytes, the limit is {max}; split the batch")]
     PayloadTooLarge {

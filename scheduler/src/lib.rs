@@ -31,6 +31,13 @@
 //! prove of different jobs run in parallel. A job that fails or is cancelled stops holding
 //! back the jobs after it.
 //!
+//! **Durability.** A submission is fsynced before [`Scheduler::submit`] returns; a stage's
+//! completion is fsynced before the next stage starts (or, with
+//! [`Config::sync_every_stage`] off, only publish and a job's last stage are, which still makes
+//! every earlier write durable). Journal writes happen outside the scheduler's lock, so
+//! concurrent submissions and completions share one fsync (RocksDB's group commit). Nothing
+//! lives only in memory: a process killed at any point resumes from the journal.
+//!
 //! **Exactly once.** A stage's completion, its output and its side effects are one synced
 //! RocksDB write, and a stage is marked complete only if it is still the job's next stage, so
 //! each `(job, stage)` completes at most once, including across crashes. A stage interrupted

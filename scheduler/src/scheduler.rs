@@ -22,6 +22,10 @@ pub struct Config {
     pub workers: usize,
     /// Unfinished jobs a tenant may have; a submission past it gets [`SchedulerError::Busy`].
     pub max_queued_jobs_per_tenant: usize,
+    /// Unfinished jobs of all tenants together; past it a submission gets
+    /// [`SchedulerError::Full`]. This bounds the scheduler's memory whatever the number of
+    /// tenants.
+    pub max_queued_jobs: usize,
     /// Payload bytes of unfinished jobs a tenant may have; past it, [`SchedulerError::Busy`].
     pub max_queued_bytes_per_tenant: u64,
     /// The largest payload accepted (at most `max_queued_bytes_per_tenant`).
@@ -48,6 +52,7 @@ impl Default for Config {
         Self {
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             max_queued_jobs_per_tenant: 1024,
+            max_queued_jobs: 65_536,
             max_queued_bytes_per_tenant: 256 << 20,
             max_payload_bytes: 16 << 20,
             tenant_weights: BTreeMap::new(),
@@ -76,6 +81,12 @@ impl Config {
         }
         if self.max_queued_jobs_per_tenant == 0 {
             return bad("max_queued_jobs_per_tenant", "must be at least 1");
+        }
+        if self.max_queued_jobs < self.max_queued_jobs_per_tenant {
+            return bad(
+                "max_queued_jobs",
+                "must be at least max_queued_jobs_per_tenant",
+            );
         }
         if self.max_payload_bytes as u64 > self.max_queued_bytes_per_tenant {
             return bad(
@@ -555,7 +566,8 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`SchedulerError::InvalidTenant`], [`SchedulerError::PayloadTooLarge`],
-    /// [`SchedulerError::Busy`] when the tenant's queue is full, [`SchedulerError::ShuttingDown`],
+    /// [`SchedulerError::Busy`] when the tenant's queue is full, [`SchedulerError::Full`] when
+    /// all queues together are, [`SchedulerError::ShuttingDown`],
     /// [`SchedulerError::Storage`] if the journal write fails (then nothing was queued).
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, SchedulerError> {
         check_tenant(&spec.tenant)?;
@@ -569,6 +581,12 @@ impl Scheduler {
         let mut inner = self.shared.lock();
         if inner.stopping {
             return Err(SchedulerError::ShuttingDown);
+        }
+        if inner.active.len() >= config.max_queued_jobs {
+            return Err(SchedulerError::Full {
+                queued_jobs: inner.active.len(),
+                max_jobs: config.max_queued_jobs,
+            });
         }
         let (queued_jobs, queued_bytes) = inner
             .tenants

@@ -551,6 +551,7 @@ fn a_full_tenant_queue_is_busy_and_others_are_not() {
         Err(SchedulerError::InvalidTenant { .. })
     ));
     let snap = scheduler.snapshot();
+    assert_eq!((snap.queued + snap.running, snap.tenants.len()), (4, 2));
     let depth: Vec<(String, usize, u64)> = snap
         .tenants
         .iter()
@@ -963,4 +964,45 @@ fn concurrent_submitters_get_unique_ids_and_id_order_is_shard_order() {
     for id in &all {
         assert_eq!(published_count(scheduler.store(), *id), 1);
     }
+}
+
+#[test]
+fn the_total_limit_bounds_all_tenants_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exec = Arc::new(Pipeline::parking(&[Stage::Decap]));
+    let cfg = Config {
+        max_queued_jobs_per_tenant: 2,
+        max_queued_jobs: 5,
+        ..config(1)
+    };
+    let scheduler = Scheduler::open(dir.path(), cfg, exec.clone()).expect("open");
+    for tenant in ["a", "a", "b", "b", "c"] {
+        scheduler
+            .submit(batch(tenant, 0, vec![1]))
+            .expect("under both limits");
+    }
+    assert!(matches!(
+        scheduler.submit(batch("d", 0, vec![1])),
+        Err(SchedulerError::Full {
+            queued_jobs: 5,
+            max_jobs: 5
+        })
+    ));
+    exec.open_gate();
+    assert!(scheduler.wait_idle(WAIT));
+    scheduler
+        .submit(batch("d", 0, vec![1]))
+        .expect("room again");
+    let bad = Config {
+        max_queued_jobs_per_tenant: 6,
+        max_queued_jobs: 5,
+        ..config(1)
+    };
+    assert!(matches!(
+        bad.validate(),
+        Err(SchedulerError::InvalidConfig {
+            field: "max_queued_jobs",
+            ..
+        })
+    ));
 }
