@@ -13,7 +13,7 @@
 //!    [`Batch::sign`] and commitments with [`Commitment::sign`].
 //! 2. Turn it into bytes with [`Message::encode`].
 //! 3. Feed received bytes, in any chunking, to a [`FrameDecoder`] (or a [`Codec`]) and take
-//!    out whole frames and typed messages, or a typed [`Error`](crate::Error).
+//!    out whole frames and typed messages, or a typed [`crate::Error`].
 
 mod message;
 pub mod pair;
