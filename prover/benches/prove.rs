@@ -9,7 +9,8 @@
 //!   uses only winterfell's default components, for traces of 2^16 and 2^20 rows; the anchor
 //!   ties our numbers to stock winterfell on this machine.
 //!
-//! All use preset `fast-96`. Before each benchmark, a line `info: <id>: ...` gives the trace
+//! All use preset `fast-96`. Slow configurations are timed with a clock instead of criterion
+//! (see [`CRITERION_MAX`]), printed as `timed:` lines. Before each benchmark, a line `info: <id>: ...` gives the trace
 //! size, proof size and conjectured security. Filter with criterion's usual argument, e.g.
 //! `cargo bench -p epa-prover --bench prove -- rescue-chain`.
 
@@ -42,12 +43,44 @@ fn wanted(id: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
 }
 
-/// Traces with more cells (rows x columns) than this are proved once and timed with a clock
-/// instead of 10+ criterion iterations, to keep a full run within ~15 minutes on 2 cores.
-const SINGLE_SHOT_CELLS: usize = 1 << 20;
+/// Budget rule that keeps a full run within ~15 minutes on 2 cores: a configuration whose
+/// first (setup) proof took less than [`CRITERION_MAX`] is measured by criterion (10 samples);
+/// one below [`REPEAT_MAX`] is timed over 3 runs with a clock (first run included, median
+/// printed); slower ones are timed once. The `timed:` lines say which.
+const CRITERION_MAX: Duration = Duration::from_millis(1500);
+/// See [`CRITERION_MAX`].
+const REPEAT_MAX: Duration = Duration::from_secs(20);
 
-/// Prints the trace and proof sizes; returns the trace's cell count.
-fn info(id: &str, env: &ProofEnvelope) -> usize {
+/// Measures `prove` outside criterion after a first run that took `first` (see
+/// [`CRITERION_MAX`]); returns `false` if criterion should measure it instead.
+fn timed(id: &str, first: Duration, mut prove: impl FnMut()) -> bool {
+    if first < CRITERION_MAX {
+        return false;
+    }
+    let mut runs = vec![first];
+    if first < REPEAT_MAX {
+        for _ in 0..2 {
+            let started = Instant::now();
+            prove();
+            runs.push(started.elapsed());
+        }
+    }
+    runs.sort_unstable();
+    let secs: Vec<String> = runs
+        .iter()
+        .map(|d| format!("{:.3}", d.as_secs_f64()))
+        .collect();
+    println!(
+        "timed: {id}: median {:.3} s over {} run(s) [{}] (clock, not criterion)",
+        runs[runs.len() / 2].as_secs_f64(),
+        runs.len(),
+        secs.join(", ")
+    );
+    true
+}
+
+/// Prints the trace and proof sizes.
+fn info(id: &str, env: &ProofEnvelope) {
     let bytes = env.to_bytes().expect("bench envelopes are within limits");
     let v = verify_envelope(&bytes).expect("bench proofs verify");
     println!(
@@ -58,7 +91,6 @@ fn info(id: &str, env: &ProofEnvelope) -> usize {
         bytes.len(),
         v.conjectured_bits
     );
-    v.trace_length * v.trace_width
 }
 
 fn bench_air(c: &mut Criterion, air: &str, label: &str, request: &ProveRequest) {
@@ -71,12 +103,11 @@ fn bench_air(c: &mut Criterion, air: &str, label: &str, request: &ProveRequest) 
         let env =
             registry::prove(request, Preset::Fast96.into(), hash).expect("bench request proves");
         let first = started.elapsed();
-        if info(&id, &env) > SINGLE_SHOT_CELLS {
-            println!(
-                "single-shot: prove/{id}: {:.3} s (one run, not a criterion sample)",
-                first.as_secs_f64()
-            );
-        } else {
+        info(&id, &env);
+        let prove_once = || {
+            registry::prove(request, Preset::Fast96.into(), hash).expect("proves");
+        };
+        if !timed(&format!("prove/{id}"), first, prove_once) {
             let mut group = c.benchmark_group("prove");
             group
                 .sample_size(10)
@@ -292,12 +323,10 @@ fn anchor_for<H: ElementHasher<BaseField = BaseElement> + Send + Sync>(
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
-    if 2 * rows > SINGLE_SHOT_CELLS {
-        println!(
-            "single-shot: anchor/{id}/prove: {:.3} s (one run, not a criterion sample)",
-            first.as_secs_f64()
-        );
-    } else {
+    let prove_once = || {
+        prover.prove(fib_trace(rows)).expect("fib proves");
+    };
+    if !timed(&format!("anchor/{id}/prove"), first, prove_once) {
         group.bench_function(
             BenchmarkId::new("fib-small", format!("{hash}/2^{log_rows}/prove")),
             |b| b.iter(|| prover.prove(fib_trace(rows)).expect("fib proves")),
