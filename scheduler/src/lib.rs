@@ -16,9 +16,10 @@
 //! 2. [`Scheduler::open`] a data dir with a [`Config`] (worker threads, per-tenant limits and
 //!    weights, retry policy). Every unfinished job found in the journal resumes at its first
 //!    incomplete stage; a completed stage never runs again.
-//! 3. [`Scheduler::submit`] a [`JobSpec`]: it returns only once the job is synced to disk, so
-//!    its [`JobId`] may be acknowledged. A full tenant queue answers
-//!    [`SchedulerError::Busy`].
+//! 3. [`Scheduler::submit`] a [`JobSpec`] (or [`Scheduler::submit_with`] to commit records
+//!    such as an aggregator's sequence number in the same write): it returns only once the job
+//!    is synced to disk, so its [`JobId`] may be acknowledged. A full tenant queue answers
+//!    [`SchedulerError::Busy`], a full scheduler [`SchedulerError::Full`].
 //! 4. Follow jobs with [`Scheduler::status`] / [`Scheduler::wait`], cancel them with
 //!    [`Scheduler::cancel`], watch [`Scheduler::snapshot`], and read results from
 //!    [`Scheduler::store`] (for example [`Store::commitments_from`] for a subscriber's

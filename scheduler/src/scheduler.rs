@@ -82,11 +82,8 @@ impl Config {
         if self.max_queued_jobs_per_tenant == 0 {
             return bad("max_queued_jobs_per_tenant", "must be at least 1");
         }
-        if self.max_queued_jobs < self.max_queued_jobs_per_tenant {
-            return bad(
-                "max_queued_jobs",
-                "must be at least max_queued_jobs_per_tenant",
-            );
+        if self.max_queued_jobs == 0 {
+            return bad("max_queued_jobs", "must be at least 1");
         }
         if self.max_payload_bytes as u64 > self.max_queued_bytes_per_tenant {
             return bad(
@@ -570,6 +567,17 @@ impl Scheduler {
     /// all queues together are, [`SchedulerError::ShuttingDown`],
     /// [`SchedulerError::Storage`] if the journal write fails (then nothing was queued).
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, SchedulerError> {
+        self.submit_with(spec, &WriteSet::new())
+    }
+
+    /// As [`submit`](Self::submit), and commits `writes` in the same atomic, synced write as
+    /// the job: for example the acceptance records of a batch (the aggregator's sequence
+    /// number), so that a crash leaves either both or neither. A refused submission writes
+    /// nothing.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    pub fn submit_with(&self, spec: JobSpec, writes: &WriteSet) -> Result<JobId, SchedulerError> {
         check_tenant(&spec.tenant)?;
         let config = &self.shared.config;
         if spec.payload.len() > config.max_payload_bytes {
@@ -619,6 +627,7 @@ impl Scheduler {
         };
         let store = &self.shared.store;
         let mut batch = rocksdb::WriteBatch::default();
+        store.add_writes(&mut batch, writes);
         store.put_payload(&mut batch, id, &spec.payload);
         store.put_job(&mut batch, &record);
         // Reserve the id, the queue room and the job's place in its key's order, then write

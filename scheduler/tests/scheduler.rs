@@ -994,8 +994,7 @@ fn the_total_limit_bounds_all_tenants_together() {
         .submit(batch("d", 0, vec![1]))
         .expect("room again");
     let bad = Config {
-        max_queued_jobs_per_tenant: 6,
-        max_queued_jobs: 5,
+        max_queued_jobs: 0,
         ..config(1)
     };
     assert!(matches!(
@@ -1005,4 +1004,51 @@ fn the_total_limit_bounds_all_tenants_together() {
             ..
         })
     ));
+}
+
+#[test]
+fn submit_with_commits_acceptance_records_with_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exec = Arc::new(Pipeline::parking(&[Stage::Decap]));
+    let cfg = Config {
+        max_queued_jobs_per_tenant: 1,
+        ..config(1)
+    };
+    let mut rng = ChaCha20Rng::from_entropy();
+    let seq: u64 = rng.r#gen();
+    let id = {
+        let scheduler = Scheduler::open(dir.path(), cfg.clone(), exec.clone()).expect("open");
+        let mut writes = WriteSet::new();
+        writes.aggregator_seq(5, b"agg-key", seq);
+        let id = scheduler
+            .submit_with(batch("agg", 5, vec![1, 2]), &writes)
+            .expect("submit");
+        let mut refused = WriteSet::new();
+        refused.aggregator_seq(5, b"agg-key", seq.wrapping_add(1));
+        assert!(matches!(
+            scheduler.submit_with(batch("agg", 5, vec![3]), &refused),
+            Err(SchedulerError::Busy { .. })
+        ));
+        assert_eq!(
+            scheduler
+                .store()
+                .aggregator_seq(5, b"agg-key")
+                .expect("read"),
+            Some(seq)
+        );
+        id
+    };
+    let scheduler =
+        Scheduler::open(dir.path(), cfg, Arc::new(Pipeline::default())).expect("reopen");
+    assert_eq!(
+        scheduler
+            .store()
+            .aggregator_seq(5, b"agg-key")
+            .expect("read"),
+        Some(seq)
+    );
+    assert_eq!(
+        scheduler.wait(id, WAIT).expect("status").state,
+        JobState::Done
+    );
 }
