@@ -140,13 +140,17 @@ pub enum Error {
 
     // ---- smt variants go here ----
     /// A sparse Merkle tree depth outside `1..=64`.
-    #[error("SMT depth {depth} is not supported: the depth must be in 1..=64 (keys are u64); fix the configured or encoded depth")]
+    #[error(
+        "SMT depth {depth} is not supported: the depth must be in 1..=64 (keys are u64); fix the configured or encoded depth"
+    )]
     SmtInvalidDepth {
         /// The depth given.
         depth: u8,
     },
     /// A key that does not address a leaf of the tree (`key >= 2^depth`).
-    #[error("SMT key {key} does not fit a tree of depth {depth} (keys must be below 2^{depth}); map the key into range before using it")]
+    #[error(
+        "SMT key {key} does not fit a tree of depth {depth} (keys must be below 2^{depth}); map the key into range before using it"
+    )]
     SmtKeyOutOfRange {
         /// The key given.
         key: u64,
@@ -154,13 +158,17 @@ pub enum Error {
         depth: u8,
     },
     /// The node store behind a sparse Merkle tree failed to read or write.
-    #[error("SMT node store failed: {message}; the tree was not changed, check the store and retry")]
+    #[error(
+        "SMT node store failed: {message}; the tree was not changed, check the store and retry"
+    )]
     SmtStore {
         /// What the store reported.
         message: String,
     },
     /// An encoded SMT proof is shorter or longer than its header says.
-    #[error("SMT proof is {actual} bytes, its header requires {expected}; the proof was truncated or has trailing bytes")]
+    #[error(
+        "SMT proof is {actual} bytes, its header requires {expected}; the proof was truncated or has trailing bytes"
+    )]
     SmtProofLength {
         /// The length the proof must have (the header length if even that is missing).
         expected: usize,
@@ -168,19 +176,25 @@ pub enum Error {
         actual: usize,
     },
     /// An encoded SMT proof of a version this build does not read.
-    #[error("SMT proof version {version} is not supported (this build reads version 1); re-encode the proof with a matching version")]
+    #[error(
+        "SMT proof version {version} is not supported (this build reads version 1); re-encode the proof with a matching version"
+    )]
     SmtProofVersion {
         /// The version byte found.
         version: u8,
     },
     /// An encoded SMT proof with unknown flag bits set.
-    #[error("SMT proof flags {flags:#04x} set unknown bits (only bit 0 is defined); the proof is corrupt")]
+    #[error(
+        "SMT proof flags {flags:#04x} set unknown bits (only bit 0 is defined); the proof is corrupt"
+    )]
     SmtProofFlags {
         /// The flags byte found.
         flags: u8,
     },
     /// An encoded SMT proof whose default-sibling bitmap marks levels at or above its depth.
-    #[error("SMT proof bitmap {bitmap:#x} marks levels at or above the depth {depth}; the proof is corrupt")]
+    #[error(
+        "SMT proof bitmap {bitmap:#x} marks levels at or above the depth {depth}; the proof is corrupt"
+    )]
     SmtProofBitmap {
         /// The bitmap found.
         bitmap: u64,
@@ -188,14 +202,18 @@ pub enum Error {
         depth: u8,
     },
     /// An encoded SMT proof holds a field element that is not below the Goldilocks modulus.
-    #[error("SMT proof: the element at byte offset {offset} is not a canonical Goldilocks element (must be below 2^64 - 2^32 + 1); the proof is corrupt")]
+    #[error(
+        "SMT proof: the element at byte offset {offset} is not a canonical Goldilocks element (must be below 2^64 - 2^32 + 1); the proof is corrupt"
+    )]
     SmtProofNonCanonical {
         /// Byte offset of the element in the proof.
         offset: usize,
     },
     /// An encoded SMT proof writes out a word that the encoding requires to be omitted (an
     /// empty value or a sibling equal to the empty-subtree default).
-    #[error("SMT proof: the word at byte offset {offset} must be omitted and flagged instead (the encoding is unique); the proof was not written by a conforming encoder")]
+    #[error(
+        "SMT proof: the word at byte offset {offset} must be omitted and flagged instead (the encoding is unique); the proof was not written by a conforming encoder"
+    )]
     SmtProofNotCompact {
         /// Byte offset of the word in the proof.
         offset: usize,
