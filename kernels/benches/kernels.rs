@@ -1,10 +1,11 @@
 //! Criterion benches of the CPU backend against winter-math / winter-crypto, measured in the
 //! same binary with the same flags.
 //!
-//! Ids: `ntt/<impl>/<log n>` (one column, 2^16 and 2^20), `lde/<impl>/16` (16 columns of 2^16,
-//! blowup 8), `merkle-rp64/<impl>/<log leaves>` (2^14..2^20); `<impl>` is `winter` or
+//! Ids: `ntt/<impl>/<log n>` (one column, 2^16 and 2^20), `lde/<impl>/<log n>` (16 columns of
+//! 2^16 and 2^20, blowup 8), `merkle-rp64/<impl>/<log leaves>` (2^14..2^20); `<impl>` is `winter` or
 //! `cpu-<isa>`. `EPA_BENCH_MAX_LOG` caps the sizes (default 20) so a quick run stays short
-//! (winter-crypto needs about 20 s per 2^20-leaf tree here, times 10 samples).
+//! (winter-crypto needs about 20 s per 2^20-leaf tree here, times 10 samples;
+//! `EPA_BENCH_MERKLE_MAX_LOG` caps the Merkle sizes alone).
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use epa_kernels::{Backend, ColumnMatrix, CpuBackend, Isa};
@@ -21,6 +22,14 @@ fn max_log() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
+}
+
+/// Cap of the Merkle sizes (`EPA_BENCH_MERKLE_MAX_LOG`, default [`max_log`]).
+fn merkle_max_log() -> u32 {
+    std::env::var("EPA_BENCH_MERKLE_MAX_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(max_log)
 }
 
 fn random(rng: &mut impl Rng, n: usize) -> Vec<BaseElement> {
@@ -105,7 +114,7 @@ fn merkle(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut g = c.benchmark_group("merkle-rp64");
     g.sample_size(10);
-    for log_n in (14u32..=20).step_by(2).filter(|l| *l <= max_log()) {
+    for log_n in (14u32..=20).step_by(2).filter(|l| *l <= merkle_max_log()) {
         let n = 1usize << log_n;
         let leaves: Vec<_> = (0..n)
             .map(|_| Rp64_256::hash_elements(&random(&mut rng, 4)))

@@ -143,8 +143,9 @@ pub fn check_ntt_seeded<B: Backend>(backend: &B, seed: u64) -> usize {
 }
 
 /// Coset LDE against `fft::evaluate_poly_with_offset` column by column: trace lengths
-/// 2^1..2^11, blowups 1..16, random offsets (and the field generator), 1..=9 columns; plus the
-/// whole trace path (interpolate then extend) on one case.
+/// 2^1..2^11 with blowups 1..16 and 1..=9 columns, plus 2^12 and 2^16 (the cache-blocked
+/// paths), random offsets (and the field generator); plus the whole trace path (interpolate
+/// then extend) on one case.
 pub fn check_lde<B: Backend>(backend: &B) -> usize {
     check_lde_seeded(backend, fresh_seed())
 }
@@ -154,10 +155,14 @@ pub fn check_lde_seeded<B: Backend>(backend: &B, seed: u64) -> usize {
     let name = backend.info().name;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut cases = 0;
-    for log_n in 1..=11u32 {
+    // Random shapes up to 2^11, then the cache-blocked sizes: 2^12 (passes over an L2 block)
+    // and 2^16 (passes over the column, threads inside a column when blowup is 1).
+    let mut shapes: Vec<(u32, usize, usize)> = (1..=11u32)
+        .map(|log_n| (log_n, 1usize << rng.gen_range(0..=4), rng.gen_range(1..=9)))
+        .collect();
+    shapes.extend([(12, 2, 2), (16, 1, 1), (16, 2, 1)]);
+    for (log_n, blowup, cols) in shapes {
         let n = 1usize << log_n;
-        let blowup = 1usize << rng.gen_range(0..=4);
-        let cols = rng.gen_range(1..=9);
         let offset = if rng.gen_bool(0.5) {
             BaseElement::GENERATOR
         } else {

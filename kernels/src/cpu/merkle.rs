@@ -25,12 +25,10 @@ pub(crate) fn to_element_digest(d: RawDigest) -> RpDigest {
     RpDigest::new(d.map(BaseElement::from_mont))
 }
 
-/// winter-crypto's digest as raw words.
+/// winter-crypto's digest as raw words (an `Rp64_256` digest always holds four elements).
 pub(crate) fn from_element_digest(d: &RpDigest) -> RawDigest {
-    d.as_elements()
-        .try_into()
-        .map(|e: [BaseElement; 4]| e.map(|x| x.inner()))
-        .unwrap_or([0; 4])
+    let e = d.as_elements();
+    [e[0].inner(), e[1].inner(), e[2].inner(), e[3].inner()]
 }
 
 /// Inner nodes over Rp64_256 leaves (`leaves.len()` a power of two, at least 2).

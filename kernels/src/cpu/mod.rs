@@ -208,7 +208,8 @@ impl CpuBackend {
         let nodes = merkle::rp_nodes(&self.kernels, &self.rescue, &leaves);
         let nodes = nodes.into_iter().map(merkle::to_element_digest).collect();
         let leaves = leaves.into_iter().map(merkle::to_element_digest).collect();
-        MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: 0 })
+        let tree = MerkleTree::from_raw_parts(nodes, leaves);
+        Ok(tree.expect("leaf count checked above: a power of two, at least 2"))
     }
 }
 
@@ -337,9 +338,12 @@ impl Backend for CpuBackend {
         let mut out: Vec<BaseElement> = Vec::with_capacity(big * width);
         let target = words::SharedRows::new(out.spare_capacity_mut());
         let inner_par = blowup < rayon::current_num_threads();
-        (0..blowup).into_par_iter().for_each_init(
-            || (vec![0u64; n * width], vec![0u64; LDE_TILE * width]),
-            |(scratch, tile), t| {
+        // One group of cosets per worker, so each worker allocates its scratch once.
+        let groups = blowup.min(rayon::current_num_threads()).max(1);
+        (0..groups).into_par_iter().for_each(|group| {
+            let mut scratch = vec![0u64; n * width];
+            let mut tile = vec![0u64; LDE_TILE * width];
+            for t in (group..blowup).step_by(groups) {
                 // Coset t holds the points offset * g^(t + blowup * i), i < n: rows t + blowup * i.
                 let shift = offset * g.exp(t as u64);
                 let powers = ntt::shift_powers_bitrev(shift, n);
@@ -366,12 +370,13 @@ impl Backend for CpuBackend {
                     }
                     for ii in 0..len {
                         let row = t + blowup * (i0 + ii);
-                        // SAFETY: coset `t` is the only writer of rows `t + blowup * i`.
+                        // SAFETY: coset `t` (handled by this group alone) is the only writer
+                        // of rows `t + blowup * i`.
                         unsafe { target.write_row(row, &tile[ii * width..(ii + 1) * width]) };
                     }
                 }
-            },
-        );
+            }
+        });
         // SAFETY: the cosets t < blowup wrote rows t + blowup * i for every i < n, that is
         // every row of the `big * width` words reserved above, each as a valid element.
         unsafe { out.set_len(big * width) };
@@ -417,7 +422,8 @@ impl Backend for CpuBackend {
         }
         check_len("number of Merkle leaves", rows.num_rows())?;
         let (nodes, leaves) = merkle::blake3_tree(rows);
-        MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: 0 })
+        let tree = MerkleTree::from_raw_parts(nodes, leaves);
+        Ok(tree.expect("leaf count checked above: a power of two, at least 2"))
     }
 
     fn download_tree<H: Hasher>(&self, tree: MerkleTree<H>) -> Result<MerkleTree<H>, Error> {
