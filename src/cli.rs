@@ -11,6 +11,10 @@
 //!   and time per stage follows.
 //! * `epa run --config FILE` runs the appliance until SIGINT/SIGTERM, then drains.
 //! * `epa keys generate --out DIR [--name NAME]` writes ML-DSA-65 and ML-KEM-768 key files.
+//! * `epa config check FILE` validates a configuration (exit status 0 or 1);
+//!   `epa config show --effective [--config FILE]` prints it with defaults and `EPA_…`
+//!   environment overrides applied and secrets redacted.
+//! * `epa doctor [--json] [--config FILE]` checks the host (see [`crate::doctor`]).
 //! * `epa submit ...` signs and sends batches of random transactions to a running appliance;
 //!   `epa subscribe ...` prints its verified commitments.
 
@@ -52,6 +56,42 @@ enum Command {
     Submit(SubmitArgs),
     /// Print the verified commitments of a running appliance.
     Subscribe(SubscribeArgs),
+    /// Check or show a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check that this host is ready to prove; prints pass / warn / fail with the fix for each.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate FILE (with `EPA_…` overrides); exit status 0 when usable.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Print the configuration the appliance would run with (secrets redacted).
+    Show {
+        /// Apply defaults and `EPA_…` environment overrides (the only mode; kept explicit).
+        #[arg(long)]
+        effective: bool,
+        /// The configuration file (default: none, only defaults and overrides).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Print JSON for fleet tooling.
+    #[arg(long)]
+    json: bool,
+    /// The configuration whose data dir, backends and key files to check.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Root of the file system to inspect (to check a captured host tree).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
 }
 
 /// Options and hash shared by the proving commands.
@@ -109,8 +149,16 @@ struct DemoArgs {
     /// Depth of the shard's tree.
     #[arg(long, default_value_t = 32)]
     depth: u8,
-    #[command(flatten)]
-    choice: ProofChoice,
+    /// Options preset: `fast-96` or `secure-128`.
+    #[arg(long, default_value = "fast-96")]
+    preset: Preset,
+    /// Proof commitment hash: `blake3-256` (default here: the demo finishes in seconds) or
+    /// `rp64-256` (about 10x slower to prove, cheaper to verify inside a STARK).
+    #[arg(long, default_value = "blake3-256")]
+    hash: HashId,
+    /// Seed of the keys and transactions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Stage worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -209,6 +257,8 @@ pub fn main() -> ExitCode {
         Command::Keys(KeysCommand::Generate { out, name }) => keys_generate(&out, &name),
         Command::Submit(args) => submit(&args),
         Command::Subscribe(args) => subscribe(&args),
+        Command::Config(cmd) => config_command(&cmd),
+        Command::Doctor(args) => return doctor(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -353,9 +403,9 @@ fn demo(args: &DemoArgs) -> Result<()> {
         batches: args.batches,
         txs: args.txs,
         depth: args.depth,
-        preset: args.choice.preset,
-        hash: args.choice.hash,
-        seed: args.choice.seed,
+        preset: args.preset,
+        hash: args.hash,
+        seed: args.seed,
         workers: args
             .workers
             .unwrap_or_else(|| DemoOptions::default().workers),
@@ -432,7 +482,7 @@ fn demo(args: &DemoArgs) -> Result<()> {
 fn run(args: &RunArgs) -> Result<()> {
     use crate::appliance::{Appliance, Settings};
     use std::io::Write as _;
-    let cfg = firmware_config::Config::load(&args.config)?;
+    let cfg = firmware_config::Config::load_with_env(&args.config, std::env::vars())?;
     let settings = Settings::from_config(&cfg)?;
     let data_dir = settings.data_dir.clone();
     let rt = runtime()?;
@@ -589,4 +639,64 @@ fn subscribe(args: &SubscribeArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+fn config_command(cmd: &ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Check { file } => {
+            let cfg = firmware_config::Config::load_with_env(file, std::env::vars())?;
+            println!(
+                "{}: valid (schema version {}, {} shard(s), {} tenant(s))",
+                file.display(),
+                cfg.version,
+                cfg.shards.len(),
+                cfg.tenants.len()
+            );
+            Ok(())
+        }
+        ConfigCommand::Show { effective, config } => {
+            if !effective {
+                bail!("`epa config show` prints the effective configuration: add --effective");
+            }
+            let cfg = match config {
+                Some(file) => firmware_config::Config::load_with_env(file, std::env::vars())?,
+                None => firmware_config::Config::parse_with_env(
+                    "version = 1\n",
+                    "<defaults>",
+                    std::env::vars(),
+                )?,
+            };
+            print!("{}", cfg.to_toml_redacted());
+            Ok(())
+        }
+    }
+}
+
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    use crate::doctor::{Host, any_failed, render_json, render_text, run_checks};
+    let config = match &args.config {
+        Some(file) => match firmware_config::Config::load_with_env(file, std::env::vars()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => firmware_config::Config::default(),
+    };
+    let host = Host {
+        root: args.root.clone(),
+        ..Host::system(config)
+    };
+    let checks = run_checks(&host);
+    if args.json {
+        println!("{:#}", render_json(&checks));
+    } else {
+        print!("{}", render_text(&checks));
+    }
+    if any_failed(&checks) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

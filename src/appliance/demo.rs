@@ -49,7 +49,7 @@ impl Default for DemoOptions {
             txs: 16,
             depth: 32,
             preset: Preset::Fast96,
-            hash: HashId::Rp64_256,
+            hash: HashId::Blake3_256,
             seed: 1,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             timeout: Duration::from_secs(600),

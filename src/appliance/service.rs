@@ -72,6 +72,7 @@ pub struct Service {
     metrics: Arc<Metrics>,
     closing: Arc<AtomicBool>,
     pollers: Arc<AtomicUsize>,
+    records_behind: AtomicBool,
     me: Weak<Service>,
 }
 
@@ -122,6 +123,7 @@ impl Service {
             metrics,
             closing: Arc::new(AtomicBool::new(false)),
             pollers: Arc::new(AtomicUsize::new(0)),
+            records_behind: AtomicBool::new(false),
             me: me.clone(),
         })
     }
@@ -133,6 +135,11 @@ impl Service {
     /// Storage errors, or a journaled batch that does not decode.
     pub(crate) fn recover(&self) -> Result<u64, Error> {
         let _guard = self.accept.lock().unwrap_or_else(|p| p.into_inner());
+        self.recover_locked()
+    }
+
+    /// [`recover`](Self::recover) with the acceptance lock already held.
+    fn recover_locked(&self) -> Result<u64, Error> {
         let mark = self
             .store
             .aggregator_seq(RESERVED_SHARD, ACCEPTED_THROUGH)?
@@ -236,6 +243,14 @@ impl Service {
             Err(e) => return reject(RejectCode::TooLarge, e.to_string(), limits),
         };
         let _guard = self.accept.lock().unwrap_or_else(|p| p.into_inner());
+        if self.records_behind.load(Ordering::Relaxed) {
+            // A journaled batch's records failed to write: bring them up to date first, or
+            // a retry of that batch would pass the sequence check a second time.
+            match self.recover_locked() {
+                Ok(_) => self.records_behind.store(false, Ordering::Relaxed),
+                Err(e) => return internal(e, limits),
+            }
+        }
         let shard = u64::from(batch.shard);
         let last_seq = match self.store.aggregator_seq(shard, &batch.aggregator.0) {
             Ok(s) => s.unwrap_or(0),
@@ -299,7 +314,7 @@ impl Service {
             Err(e @ SchedulerError::PayloadTooLarge { .. }) => {
                 return reject(RejectCode::TooLarge, e.to_string(), limits);
             }
-            Err(e @ SchedulerError::ShuttingDown) => {
+            Err(e @ (SchedulerError::ShuttingDown | SchedulerError::Full { .. })) => {
                 return reject(RejectCode::Busy, e.to_string(), limits);
             }
             Err(e) => return internal(e, limits),
@@ -307,7 +322,9 @@ impl Service {
         let mut writes = WriteSet::new();
         self.acceptance_writes(&mut writes, &batch, id);
         if let Err(e) = self.store.commit(&writes) {
-            // The batch is journaled and will run; the records are rewritten on restart.
+            self.records_behind.store(true, Ordering::Relaxed);
+            // The batch is journaled and will run; its records are rewritten before the next
+            // acceptance (or on restart).
             return internal(
                 format!("batch {id} is journaled but its sequence record failed: {e}"),
                 limits,
@@ -348,9 +365,11 @@ impl Service {
             Ok(id) => Response::Accepted {
                 id: WireJobId(id.0),
             },
-            Err(e @ (SchedulerError::Busy { .. } | SchedulerError::ShuttingDown)) => {
-                reject(RejectCode::Busy, e.to_string(), limits)
-            }
+            Err(
+                e @ (SchedulerError::Busy { .. }
+                | SchedulerError::Full { .. }
+                | SchedulerError::ShuttingDown),
+            ) => reject(RejectCode::Busy, e.to_string(), limits),
             Err(e @ SchedulerError::PayloadTooLarge { .. }) => {
                 reject(RejectCode::TooLarge, e.to_string(), limits)
             }

@@ -7,10 +7,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use epa::appliance::client::{SimAggregator, verify_commitment};
-use epa::appliance::{Aggregator, Appliance, Settings};
 use crypto::dsa::mldsa65;
 use crypto::kem::mlkem768;
+use epa::appliance::client::{SimAggregator, verify_commitment};
+use epa::appliance::{Aggregator, Appliance, Settings};
 use node_lite::client::{Client, ClientConfig};
 use node_lite::server::ServerConfig;
 use node_lite::tls::Identity;
