@@ -27,9 +27,11 @@ use crate::Error;
 use crate::server::read_message;
 use crate::tls::{self, Fingerprint, PinnedVerifier};
 use crate::wire::{
-    Batch, Commitment, FrameDecoder, JobId, JobStatusReport, Limits, Message, ProvingJob, Push,
-    RejectCode, Request, Response, SubscribeRequest,
+    AUTH_EXPORTER_LABEL, Authenticate, Batch, CHALLENGE_LEN, Commitment, FrameDecoder, JobId,
+    JobStatusReport, Limits, Message, ProvingJob, Push, RejectCode, Request, Response,
+    SubscribeRequest,
 };
+use crypto::dsa::mldsa65::KeyPair;
 
 /// Client limits and timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,59 @@ impl Client {
             slots,
             accept_task,
         })
+    }
+
+    /// Connects like [`Client::connect`], then authenticates the connection with `key`
+    /// ([`Client::authenticate`]); returns the client and the tenant the appliance mapped the
+    /// key to.
+    pub async fn connect_authenticated(
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+        config: ClientConfig,
+        key: &KeyPair,
+    ) -> Result<(Self, String), Error> {
+        let client = Self::connect(addr, fingerprint, config).await?;
+        let tenant = client.authenticate(key).await?;
+        Ok((client, tenant))
+    }
+
+    /// This connection's authentication challenge: [`CHALLENGE_LEN`] bytes of TLS exporter
+    /// keying material under [`AUTH_EXPORTER_LABEL`]. The server derives the same bytes; no
+    /// other TLS session has them.
+    pub fn challenge(&self) -> Result<[u8; CHALLENGE_LEN], Error> {
+        let mut out = [0u8; CHALLENGE_LEN];
+        self.conn
+            .export_keying_material(&mut out, AUTH_EXPORTER_LABEL, b"")
+            .map_err(|e| {
+                Error::QuicConfig(format!("the TLS session exports no keying material: {e:?}"))
+            })?;
+        Ok(out)
+    }
+
+    /// Proves possession of `key` to the appliance: signs this connection's
+    /// [`challenge`](Self::challenge) with ML-DSA-65 (deterministic variant: the challenge is
+    /// already unique) and sends it as an [`Authenticate`] request. Returns the tenant name.
+    pub async fn authenticate(&self, key: &KeyPair) -> Result<String, Error> {
+        let challenge = self.challenge()?;
+        let auth =
+            Authenticate::sign(&challenge, &key.signing_key, &key.verifying_key, &[0u8; 32])?;
+        self.send_authenticate(&auth).await
+    }
+
+    /// Sends a ready-made [`Authenticate`] (tests use it to replay one on another connection).
+    pub async fn send_authenticate(&self, auth: &Authenticate) -> Result<String, Error> {
+        let bytes = auth.encode(&self.config.limits)?;
+        match self.request_raw(&bytes, "Authenticate").await? {
+            Response::Authenticated { tenant } => Ok(tenant),
+            Response::Rejected(r) => Err(Error::Rejected {
+                code: r.code,
+                message: r.message,
+            }),
+            other => Err(Error::UnexpectedMessage {
+                request: "Authenticate",
+                got: other.name(),
+            }),
+        }
     }
 
     /// The underlying QUIC connection (for tests and diagnostics).

@@ -6,24 +6,35 @@
 //! `TooLarge` rejection and the stream is stopped), the concurrent bidirectional streams a
 //! peer may open per connection (QUIC flow control: the peer cannot open more until one
 //! finishes), connections per peer IP address (extra connections are closed with
-//! `LimitExceeded`), subscriptions per connection, a per-request read deadline and the
-//! connection idle timeout. A misbehaving peer never affects other connections.
+//! `LimitExceeded`), subscriptions per connection, a per-request read deadline (slow-loris:
+//! `Busy` and [`ServerStats::request_timeouts`]) and the connection idle timeout, a global
+//! budget of request bytes held in memory at once (`Busy`), and a per-tenant token bucket on
+//! submissions (`Busy`). A misbehaving peer never affects other connections.
+//!
+//! Authentication: when [`ServerConfig::require_authentication`] is set, a connection must
+//! first send an [`Authenticate`] request: an ML-DSA-65 signature over 32 bytes of TLS
+//! exporter keying material ([`AUTH_EXPORTER_LABEL`]), which both ends derive from this TLS
+//! session only, so a signature cannot be replayed on another connection. The key is mapped to
+//! a tenant by [`Service::authorize`]. Until then every request is refused with
+//! `Unauthorized`, and a connection that does not authenticate within the request deadline is
+//! closed with `Unauthorized`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use crypto::dsa::mldsa65::VerifyingKey;
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::tls::{Fingerprint, Identity};
 use crate::wire::{
-    Commitment, FrameDecoder, Limits, Message, Push, RejectCode, Rejection, Request, Response,
-    SubscribeRequest,
+    AUTH_EXPORTER_LABEL, Authenticate, CHALLENGE_LEN, Commitment, Frame, FrameDecoder, KeyId,
+    Limits, Message, Push, RejectCode, Rejection, Request, Response, SubscribeRequest, kinds,
 };
 
 /// Who sent a request.
@@ -33,6 +44,8 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// A server-local connection number (unique for the server's lifetime).
     pub connection: u64,
+    /// The key id the connection authenticated with, if it did.
+    pub key: Option<KeyId>,
 }
 
 /// What a subscription delivers: stored commitments from the requested height (catch-up),
@@ -58,6 +71,14 @@ pub trait Service: Send + Sync + 'static {
         peer: PeerInfo,
         request: &SubscribeRequest,
     ) -> Result<SubscriptionFeed, Rejection>;
+
+    /// Maps a key that proved possession on this connection to its tenant name, or refuses it
+    /// (typically `UnknownKey`). The default accepts every key as the tenant `key-<id prefix>`:
+    /// override it to admit only configured tenants.
+    fn authorize(&self, peer: PeerInfo, key: &VerifyingKey) -> Result<String, Rejection> {
+        let _ = peer;
+        Ok(format!("key-{}", &KeyId::of(key).to_hex()[..16]))
+    }
 }
 
 /// Server limits and timeouts.
@@ -73,8 +94,20 @@ pub struct ServerConfig {
     pub max_subscriptions_per_connection: usize,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
-    /// Deadline to receive a whole request once its stream is open.
+    /// Deadline to receive a whole request once its stream is open (the slow-loris bound),
+    /// and to authenticate once the handshake is done.
     pub request_timeout: Duration,
+    /// Refuse every request of a connection until it authenticates ([`Authenticate`]).
+    pub require_authentication: bool,
+    /// Submissions (batches and proving jobs) per second one tenant may make on average
+    /// (token-bucket refill rate); `0` turns the rate limit off. Unauthenticated peers are
+    /// counted per IP address.
+    pub submissions_per_second: u32,
+    /// Submissions a tenant may make in a burst (the token-bucket size).
+    pub submission_burst: u32,
+    /// Request bytes all connections together may hold in memory at once (read but not yet
+    /// answered); a request that would go over is refused with `Busy`.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +119,10 @@ impl Default for ServerConfig {
             max_subscriptions_per_connection: 8,
             idle_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            require_authentication: false,
+            submissions_per_second: 1000,
+            submission_burst: 2000,
+            max_inflight_bytes: 512 << 20,
         }
     }
 }
@@ -107,6 +144,24 @@ pub struct ServerStats {
     pub subscriptions_open: AtomicU64,
     /// Commitments pushed to subscribers.
     pub commitments_pushed: AtomicU64,
+    /// Frames refused because they announced a length over the frame limit.
+    pub too_large: AtomicU64,
+    /// Requests whose frame did not arrive within the request deadline (slow-loris).
+    pub request_timeouts: AtomicU64,
+    /// Connections that authenticated.
+    pub authenticated: AtomicU64,
+    /// Authentication attempts refused (bad signature, unknown key, repeated).
+    pub auth_failures: AtomicU64,
+    /// Connections closed for not authenticating within the deadline.
+    pub auth_timeouts: AtomicU64,
+    /// Requests refused because the connection had not authenticated.
+    pub unauthorized: AtomicU64,
+    /// Submissions refused by the per-tenant rate limit.
+    pub rate_limited: AtomicU64,
+    /// Requests refused because the in-memory request budget was spent.
+    pub memory_refused: AtomicU64,
+    /// Request bytes held in memory now.
+    pub inflight_bytes: AtomicU64,
 }
 
 impl ServerStats {
@@ -156,6 +211,60 @@ impl ServerStats {
                 "Commitments pushed to subscribers.",
                 Counter,
                 get(&self.commitments_pushed),
+            ),
+            Metric::single(
+                "epa_quic_too_large_total",
+                "Frames refused for announcing a length over the frame limit.",
+                Counter,
+                get(&self.too_large),
+            ),
+            Metric::single(
+                "epa_quic_request_timeouts_total",
+                "Requests not received whole within the request deadline.",
+                Counter,
+                get(&self.request_timeouts),
+            ),
+            Metric::single(
+                "epa_quic_authenticated_total",
+                "Connections that authenticated with an ML-DSA key.",
+                Counter,
+                get(&self.authenticated),
+            ),
+            Metric::single(
+                "epa_quic_auth_failures_total",
+                "Authentication attempts refused.",
+                Counter,
+                get(&self.auth_failures),
+            ),
+            Metric::single(
+                "epa_quic_auth_timeouts_total",
+                "Connections closed for not authenticating in time.",
+                Counter,
+                get(&self.auth_timeouts),
+            ),
+            Metric::single(
+                "epa_quic_unauthorized_total",
+                "Requests refused before the connection authenticated.",
+                Counter,
+                get(&self.unauthorized),
+            ),
+            Metric::single(
+                "epa_quic_rate_limited_total",
+                "Submissions refused by the per-tenant rate limit.",
+                Counter,
+                get(&self.rate_limited),
+            ),
+            Metric::single(
+                "epa_quic_memory_refused_total",
+                "Requests refused because the in-memory request budget was spent.",
+                Counter,
+                get(&self.memory_refused),
+            ),
+            Metric::single(
+                "epa_quic_inflight_bytes",
+                "Request bytes held in memory now.",
+                Gauge,
+                get(&self.inflight_bytes),
             ),
         ]
     }
@@ -308,6 +417,93 @@ impl Drop for Server {
     }
 }
 
+/// Shared state of the accept loop: per-address counts, the request-byte budget and the
+/// submission token buckets.
+struct Shared {
+    config: ServerConfig,
+    stats: Arc<ServerStats>,
+    budget: Budget,
+    buckets: RateLimiter,
+}
+
+/// A global budget of request bytes held in memory.
+#[derive(Debug)]
+struct Budget {
+    max: u64,
+}
+
+/// Bytes of one request held against the [`Budget`]; released on drop.
+struct Reservation {
+    stats: Arc<ServerStats>,
+    held: u64,
+}
+
+impl Budget {
+    /// Reserves `n` more bytes for `r`; `false` (and nothing reserved) if over the budget.
+    fn grow(&self, r: &mut Reservation, n: u64) -> bool {
+        let ok = r
+            .stats
+            .inflight_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.max)
+            })
+            .is_ok();
+        if ok {
+            r.held += n;
+        }
+        ok
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.stats
+            .inflight_bytes
+            .fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
+/// Per-tenant token buckets: `rate` tokens a second up to `burst`, one per submission.
+#[derive(Debug)]
+struct RateLimiter {
+    rate: u32,
+    burst: u32,
+    /// Tenant → (tokens in thousandths, last refill).
+    buckets: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token from `tenant`'s bucket; `false` if it is empty.
+    fn take(&self, tenant: &str, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let full = u64::from(self.burst.max(1)) * 1000;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            // Forget buckets that have refilled: they hold no state worth keeping.
+            let rate = u64::from(self.rate);
+            buckets.retain(|_, (tokens, at)| {
+                let ms = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
+                tokens.saturating_add(ms.saturating_mul(rate)) < full
+            });
+        }
+        let (tokens, at) = buckets.entry(tenant.to_owned()).or_insert((full, now));
+        let ms = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
+        // rate tokens/s = rate thousandths per millisecond.
+        *tokens = tokens
+            .saturating_add(ms.saturating_mul(u64::from(self.rate)))
+            .min(full);
+        *at = now;
+        if *tokens >= 1000 {
+            *tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn accept_loop<S: Service>(
     endpoint: quinn::Endpoint,
     config: ServerConfig,
@@ -315,6 +511,18 @@ async fn accept_loop<S: Service>(
     stats: Arc<ServerStats>,
 ) {
     let per_ip = Arc::new(PerIp::default());
+    let shared = Arc::new(Shared {
+        config,
+        stats: Arc::clone(&stats),
+        budget: Budget {
+            max: config.max_inflight_bytes,
+        },
+        buckets: RateLimiter {
+            rate: config.submissions_per_second,
+            burst: config.submission_burst,
+            buckets: Mutex::default(),
+        },
+    });
     let mut next_connection = 0u64;
     while let Some(incoming) = endpoint.accept().await {
         next_connection += 1;
@@ -324,6 +532,7 @@ async fn accept_loop<S: Service>(
         );
         let service = Arc::clone(&service);
         let stats = Arc::clone(&stats);
+        let shared = Arc::clone(&shared);
         let connection = next_connection;
         tokio::spawn(async move {
             let Ok(Ok(conn)) = tokio::time::timeout(config.request_timeout, incoming).await else {
@@ -339,33 +548,63 @@ async fn accept_loop<S: Service>(
             };
             ServerStats::inc(&stats.connections_accepted);
             ServerStats::inc(&stats.connections_open);
-            serve_connection(conn, connection, config, service, Arc::clone(&stats)).await;
+            serve_connection(conn, connection, service, shared).await;
             ServerStats::dec(&stats.connections_open);
             drop(guard);
         });
     }
 }
 
+/// The identity a connection authenticated as.
+#[derive(Debug)]
+struct Authenticated {
+    key: KeyId,
+    tenant: String,
+}
+
 async fn serve_connection<S: Service>(
     conn: quinn::Connection,
     connection: u64,
-    config: ServerConfig,
     service: Arc<S>,
-    stats: Arc<ServerStats>,
+    shared: Arc<Shared>,
 ) {
-    let peer = PeerInfo {
-        addr: conn.remote_address(),
-        connection,
-    };
+    let config = shared.config;
+    let addr = conn.remote_address();
+    let auth: Arc<OnceLock<Authenticated>> = Arc::default();
+    if config.require_authentication {
+        let conn = conn.clone();
+        let auth = Arc::clone(&auth);
+        let stats = Arc::clone(&shared.stats);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(config.request_timeout) => {
+                    if auth.get().is_none() {
+                        ServerStats::inc(&stats.auth_timeouts);
+                        conn.close(
+                            close_code(RejectCode::Unauthorized),
+                            b"no authentication within the deadline; send Authenticate first",
+                        );
+                    }
+                }
+                _ = conn.closed() => {}
+            }
+        });
+    }
     let subscriptions = Arc::new(AtomicU64::new(0));
     let next_subscription = Arc::new(AtomicU64::new(1));
     while let Ok((send, recv)) = conn.accept_bi().await {
         let ctx = StreamCtx {
             conn: conn.clone(),
-            peer,
+            peer: PeerInfo {
+                addr,
+                connection,
+                key: auth.get().map(|a| a.key),
+            },
             config,
             service: Arc::clone(&service),
-            stats: Arc::clone(&stats),
+            stats: Arc::clone(&shared.stats),
+            shared: Arc::clone(&shared),
+            auth: Arc::clone(&auth),
             subscriptions: Arc::clone(&subscriptions),
             next_subscription: Arc::clone(&next_subscription),
         };
@@ -379,8 +618,32 @@ struct StreamCtx<S> {
     config: ServerConfig,
     service: Arc<S>,
     stats: Arc<ServerStats>,
+    shared: Arc<Shared>,
+    auth: Arc<OnceLock<Authenticated>>,
     subscriptions: Arc<AtomicU64>,
     next_subscription: Arc<AtomicU64>,
+}
+
+/// Reads bytes from `recv` until `decoder` yields one frame; `Ok(None)` if the stream ended
+/// cleanly before any frame.
+pub(crate) async fn read_frame(
+    recv: &mut RecvStream,
+    decoder: &mut FrameDecoder,
+    what: &'static str,
+) -> Result<Option<Frame>, Error> {
+    loop {
+        if let Some(frame) = decoder.next_frame()? {
+            return Ok(Some(frame));
+        }
+        let want = decoder.wanted().clamp(1, 64 * 1024);
+        match recv.read_chunk(want, true).await? {
+            Some(chunk) => decoder.push(&chunk.bytes),
+            None => {
+                decoder.finish(what)?;
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// Reads bytes from `recv` until `decoder` yields one `M`; `Ok(None)` if the stream ended
@@ -391,18 +654,9 @@ pub(crate) async fn read_message<M: Message>(
     limits: &Limits,
     what: &'static str,
 ) -> Result<Option<M>, Error> {
-    loop {
-        if let Some(frame) = decoder.next_frame()? {
-            return M::from_frame(&frame, limits).map(Some);
-        }
-        let want = decoder.wanted().clamp(1, 64 * 1024);
-        match recv.read_chunk(want, true).await? {
-            Some(chunk) => decoder.push(&chunk.bytes),
-            None => {
-                decoder.finish(what)?;
-                return Ok(None);
-            }
-        }
+    match read_frame(recv, decoder, what).await? {
+        Some(frame) => M::from_frame(&frame, limits).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -417,17 +671,57 @@ pub(crate) async fn write_message<M: Message>(
     Ok(())
 }
 
+/// Why reading a request stopped.
+enum ReadFail {
+    /// The bytes were bad (or the stream failed).
+    Wire(Error),
+    /// The in-memory request budget is spent.
+    Memory,
+}
+
 impl<S: Service> StreamCtx<S> {
+    /// Reads one request frame, holding its bytes against the global budget.
+    async fn read_request(
+        &self,
+        recv: &mut RecvStream,
+        decoder: &mut FrameDecoder,
+        held: &mut Reservation,
+    ) -> Result<Option<Frame>, ReadFail> {
+        loop {
+            if let Some(frame) = decoder.next_frame().map_err(ReadFail::Wire)? {
+                return Ok(Some(frame));
+            }
+            let want = decoder.wanted().clamp(1, 64 * 1024);
+            match recv.read_chunk(want, true).await {
+                Ok(Some(chunk)) => {
+                    if !self.shared.budget.grow(held, chunk.bytes.len() as u64) {
+                        return Err(ReadFail::Memory);
+                    }
+                    decoder.push(&chunk.bytes);
+                }
+                Ok(None) => {
+                    decoder.finish("request stream").map_err(ReadFail::Wire)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(ReadFail::Wire(e.into())),
+            }
+        }
+    }
+
     async fn serve(self, mut send: SendStream, mut recv: RecvStream) {
         let limits = self.config.limits;
         let mut decoder = FrameDecoder::new(limits.max_frame_len);
+        let mut held = Reservation {
+            stats: Arc::clone(&self.stats),
+            held: 0,
+        };
         let read = tokio::time::timeout(
             self.config.request_timeout,
-            read_message::<Request>(&mut recv, &mut decoder, &limits, "request stream"),
+            self.read_request(&mut recv, &mut decoder, &mut held),
         )
         .await;
-        let request = match read {
-            Ok(Ok(Some(request))) => request,
+        let frame = match read {
+            Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => {
                 self.reject(
                     &mut send,
@@ -437,33 +731,161 @@ impl<S: Service> StreamCtx<S> {
                 .await;
                 return;
             }
-            Ok(Err(e)) => {
+            Ok(Err(ReadFail::Wire(e))) => {
+                if matches!(e, Error::FrameTooLarge { .. }) {
+                    ServerStats::inc(&self.stats.too_large);
+                }
                 // Reading stops here: a large frame is never buffered past its header.
                 let _ = recv.stop(close_code(e.reject_code()));
                 self.reject(&mut send, e.reject_code(), &e.to_string())
                     .await;
                 return;
             }
+            Ok(Err(ReadFail::Memory)) => {
+                ServerStats::inc(&self.stats.memory_refused);
+                drop(held);
+                let _ = recv.stop(close_code(RejectCode::Busy));
+                let msg = format!(
+                    "the appliance holds its request-memory budget of {} bytes; retry later",
+                    self.shared.budget.max
+                );
+                self.refuse(&mut send, RejectCode::Busy, &msg).await;
+                return;
+            }
             Err(_) => {
+                ServerStats::inc(&self.stats.request_timeouts);
                 let _ = recv.stop(close_code(RejectCode::Busy));
                 let msg = format!(
                     "no complete request within {} ms; send the whole frame promptly",
                     self.config.request_timeout.as_millis()
                 );
-                self.reject(&mut send, RejectCode::Malformed, &msg).await;
+                self.refuse(&mut send, RejectCode::Busy, &msg).await;
                 return;
             }
         };
         // One request per stream: anything after it is ignored.
         let _ = recv.stop(VarInt::from_u32(0));
+        if frame.kind == kinds::AUTHENTICATE {
+            match Authenticate::from_frame(&frame, &limits) {
+                Ok(auth) => self.authenticate(&mut send, auth).await,
+                Err(e) => {
+                    self.reject(&mut send, e.reject_code(), &e.to_string())
+                        .await
+                }
+            }
+            return;
+        }
+        if self.config.require_authentication && self.auth.get().is_none() {
+            ServerStats::inc(&self.stats.unauthorized);
+            self.refuse(
+                &mut send,
+                RejectCode::Unauthorized,
+                "this connection has not authenticated; send Authenticate with a configured tenant key first",
+            )
+            .await;
+            return;
+        }
+        let request = match Request::from_frame(&frame, &limits) {
+            Ok(request) => request,
+            Err(e) => {
+                self.reject(&mut send, e.reject_code(), &e.to_string())
+                    .await;
+                return;
+            }
+        };
+        drop(frame);
+        if matches!(
+            request,
+            Request::SubmitBatch(_) | Request::SubmitProvingJob(_)
+        ) {
+            let tenant = match self.auth.get() {
+                Some(a) => a.tenant.clone(),
+                None => format!("ip:{}", self.peer.addr.ip()),
+            };
+            if !self.shared.buckets.take(&tenant, Instant::now()) {
+                ServerStats::inc(&self.stats.rate_limited);
+                let msg = format!(
+                    "submission rate of `{tenant}` is over {} a second (burst {}); slow down and retry",
+                    self.config.submissions_per_second, self.config.submission_burst
+                );
+                self.refuse(&mut send, RejectCode::Busy, &msg).await;
+                return;
+            }
+        }
         ServerStats::inc(&self.stats.requests);
+        let mut peer = self.peer;
+        peer.key = self.auth.get().map(|a| a.key);
         match request {
-            Request::Subscribe(sub) => self.subscribe(send, sub).await,
+            Request::Subscribe(sub) => {
+                drop(held);
+                self.subscribe(send, sub).await
+            }
             request => {
-                let response = self.service.handle(self.peer, request).await;
+                let response = self.service.handle(peer, request).await;
+                drop(held);
                 let _ = self.respond(&mut send, &response).await;
             }
         }
+    }
+
+    async fn authenticate(&self, send: &mut SendStream, auth: Authenticate) {
+        let mut challenge = [0u8; CHALLENGE_LEN];
+        if let Err(e) = self
+            .conn
+            .export_keying_material(&mut challenge, AUTH_EXPORTER_LABEL, b"")
+        {
+            let msg = format!("the TLS session exports no keying material ({e:?}); reconnect");
+            self.refuse(send, RejectCode::Internal, &msg).await;
+            return;
+        }
+        if self.auth.get().is_some() {
+            ServerStats::inc(&self.stats.auth_failures);
+            self.refuse(
+                send,
+                RejectCode::Unauthorized,
+                "this connection is already authenticated; open a new connection for another key",
+            )
+            .await;
+            return;
+        }
+        if let Err(e) = auth.verify(&challenge) {
+            ServerStats::inc(&self.stats.auth_failures);
+            let msg = format!("{e}; sign this connection's exporter challenge with your key");
+            self.refuse(send, RejectCode::BadSignature, &msg).await;
+            return;
+        }
+        let tenant = match self.service.authorize(self.peer, &auth.key) {
+            Ok(tenant) => tenant,
+            Err(rej) => {
+                ServerStats::inc(&self.stats.auth_failures);
+                let _ = self.respond(send, &Response::Rejected(rej)).await;
+                return;
+            }
+        };
+        let done = Authenticated {
+            key: KeyId::of(&auth.key),
+            tenant: tenant.clone(),
+        };
+        if self.auth.set(done).is_err() {
+            ServerStats::inc(&self.stats.auth_failures);
+            self.refuse(
+                send,
+                RejectCode::Unauthorized,
+                "this connection is already authenticated; open a new connection for another key",
+            )
+            .await;
+            return;
+        }
+        ServerStats::inc(&self.stats.authenticated);
+        let _ = self
+            .respond(send, &Response::Authenticated { tenant })
+            .await;
+    }
+
+    /// Sends a rejection without counting it as malformed input.
+    async fn refuse(&self, send: &mut SendStream, code: RejectCode, message: &str) {
+        let rej = Rejection::new(code, message, self.config.limits.max_message_len);
+        let _ = self.respond(send, &Response::Rejected(rej)).await;
     }
 
     async fn respond(&self, send: &mut SendStream, response: &Response) -> Result<(), Error> {

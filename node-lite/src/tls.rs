@@ -19,9 +19,23 @@ pub const ALPN: &[u8] = b"epa/1";
 /// The server name the appliance certificate is issued for (clients send it as SNI).
 pub const SERVER_NAME: &str = "epa-appliance";
 
-/// The rustls crypto provider used on both sides (aws-lc-rs).
+/// The key-exchange groups both sides offer, most preferred first: the hybrid post-quantum
+/// `X25519MLKEM768` (ML-KEM-768 combined with X25519), then classical X25519 for peers whose
+/// TLS stack has no ML-KEM yet.
+pub fn kx_groups() -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    vec![kx_group::X25519MLKEM768, kx_group::X25519]
+}
+
+/// The name rustls gives the preferred key-exchange group (`X25519MLKEM768`).
+pub const PREFERRED_KX_GROUP: rustls::NamedGroup = rustls::NamedGroup::X25519MLKEM768;
+
+/// The rustls crypto provider used on both sides (aws-lc-rs), with [`kx_groups`] as its
+/// key-exchange groups so the hybrid post-quantum group is always offered and preferred.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = kx_groups();
+    Arc::new(provider)
 }
 
 /// A SHA-256 certificate fingerprint.

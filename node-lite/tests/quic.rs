@@ -142,6 +142,22 @@ impl Service for TestService {
         self.live.lock().unwrap().push(tx);
         Ok(SubscriptionFeed { history, live })
     }
+
+    fn authorize(&self, peer: PeerInfo, key: &VerifyingKey) -> Result<String, Rejection> {
+        assert!(
+            peer.key.is_none(),
+            "authorize runs before the connection is authenticated"
+        );
+        if KeyId::of(key) == KeyId::of(&self.aggregator) {
+            Ok("aggregator".into())
+        } else {
+            Err(Rejection::new(
+                RejectCode::UnknownKey,
+                "not a tenant key",
+                self.limits.max_message_len,
+            ))
+        }
+    }
 }
 
 struct Fixture {
@@ -608,11 +624,15 @@ async fn slow_requests_and_idle_connections_time_out() {
         let frame = Frame::decode_exact(&bytes, Limits::default().max_frame_len).unwrap();
         match Response::from_frame(&frame, &Limits::default()).unwrap() {
             Response::Rejected(r) => {
-                assert_eq!(r.code, RejectCode::Malformed);
+                assert_eq!(r.code, RejectCode::Busy);
                 assert!(r.message.contains("no complete request"), "{}", r.message);
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
+        assert_eq!(
+            fx.server.stats().request_timeouts.load(Ordering::Relaxed),
+            1
+        );
         // An idle connection is closed by the negotiated idle timeout.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         match slow.job_status(JobId(1)).await {
@@ -652,6 +672,270 @@ async fn subscriptions_per_connection_are_limited() {
         // Another connection has its own budget.
         let other = fx.client().await;
         assert!(other.subscribe(request).await.is_ok());
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The QUIC layer's TLS configurations negotiate the hybrid post-quantum group. quinn does not
+/// expose the negotiated group, so this drives a rustls client and server built by the very
+/// same functions (`Identity::server_config`, `tls::client_config`) through a TLS 1.3
+/// handshake in memory and asks rustls.
+#[test]
+fn tls_negotiates_hybrid_post_quantum_key_exchange() {
+    use epa_node_lite::tls::{self, PREFERRED_KX_GROUP, PinnedVerifier};
+    use rustls::pki_types::ServerName;
+
+    fn handshake(
+        client_cfg: rustls::ClientConfig,
+        server_cfg: rustls::ServerConfig,
+    ) -> (rustls::ClientConnection, rustls::ServerConnection) {
+        let name = ServerName::try_from(tls::SERVER_NAME).unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client_cfg), name).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::new(server_cfg)).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+            }
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+            }
+            c.process_new_packets().unwrap();
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(
+            !c.is_handshaking() && !s.is_handshaking(),
+            "handshake did not finish"
+        );
+        (c, s)
+    }
+
+    let identity = Identity::generate().unwrap();
+    let client_cfg =
+        || tls::client_config(Arc::new(PinnedVerifier::new(identity.fingerprint()))).unwrap();
+    assert_eq!(tls::kx_groups()[0].name(), PREFERRED_KX_GROUP);
+    let (c, s) = handshake(client_cfg(), identity.server_config().unwrap());
+    let group = |g: Option<&'static dyn rustls::crypto::SupportedKxGroup>| g.unwrap().name();
+    assert_eq!(
+        group(c.negotiated_key_exchange_group()),
+        rustls::NamedGroup::X25519MLKEM768
+    );
+    assert_eq!(
+        group(s.negotiated_key_exchange_group()),
+        rustls::NamedGroup::X25519MLKEM768
+    );
+    assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(c.alpn_protocol(), Some(tls::ALPN));
+
+    // A peer without ML-KEM still connects, classically: the server keeps X25519 as fallback.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let verifier = Arc::new(PinnedVerifier::new(identity.fingerprint()));
+    let mut classical = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    classical.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let (c, _) = handshake(classical, identity.server_config().unwrap());
+    assert_eq!(
+        group(c.negotiated_key_exchange_group()),
+        rustls::NamedGroup::X25519
+    );
+}
+
+fn stat(fx: &Fixture, f: impl Fn(&epa_node_lite::server::ServerStats) -> &AtomicU64) -> u64 {
+    f(fx.server.stats()).load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_gates_the_connection_and_cannot_be_replayed() {
+    use epa_node_lite::wire::Authenticate;
+    timeout(T, async {
+        let config = ServerConfig {
+            require_authentication: true,
+            request_timeout: Duration::from_millis(1500),
+            ..ServerConfig::default()
+        };
+        let mut fx = fixture(config);
+        let a = fx.client().await;
+        let b = fx.client().await;
+        // Before authenticating, nothing is served.
+        assert_rejected(a.job_status(JobId(1)).await, RejectCode::Unauthorized);
+        let batch = fx.batch(0, 1, [0; 32]);
+        assert_rejected(a.submit_batch(&batch).await, RejectCode::Unauthorized);
+        assert_eq!(stat(&fx, |s| &s.unauthorized), 2);
+        assert_eq!(stat(&fx, |s| &s.requests), 0);
+        // Each connection has its own challenge.
+        let (ca, cb) = (a.challenge().unwrap(), b.challenge().unwrap());
+        assert_ne!(ca, cb);
+        // A signature over a's challenge (what an eavesdropper or a's server could capture)
+        // does not authenticate b.
+        let seed: [u8; 32] = fx.rng.r#gen();
+        let for_a = Authenticate::sign(
+            &ca,
+            &fx.aggregator.signing_key,
+            &fx.aggregator.verifying_key,
+            &seed,
+        )
+        .unwrap();
+        assert_rejected(b.send_authenticate(&for_a).await, RejectCode::BadSignature);
+        assert_rejected(b.job_status(JobId(1)).await, RejectCode::Unauthorized);
+        // An unknown key that signs correctly is refused by the service's mapping.
+        let stranger = KeyPair::from_seed(&fx.rng.r#gen());
+        assert_rejected(b.authenticate(&stranger).await, RejectCode::UnknownKey);
+        // On its own connection the same signature works, and maps to the tenant.
+        assert_eq!(a.send_authenticate(&for_a).await.unwrap(), "aggregator");
+        let id = a.submit_batch(&batch).await.unwrap();
+        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+        // A second authentication on the same connection is refused; the first stays valid.
+        assert_rejected(
+            a.authenticate(&fx.aggregator).await,
+            RejectCode::Unauthorized,
+        );
+        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+        // The automatic client path.
+        let (c, tenant) = Client::connect_authenticated(
+            fx.server.local_addr(),
+            fx.server.fingerprint(),
+            ClientConfig::default(),
+            &fx.aggregator,
+        )
+        .await
+        .unwrap();
+        assert_eq!(tenant, "aggregator");
+        assert_eq!(c.job_status(id).await.unwrap().unwrap().id, id);
+        assert_eq!(stat(&fx, |s| &s.authenticated), 2);
+        assert_eq!(stat(&fx, |s| &s.auth_failures), 3);
+        // b never authenticated: it is closed with Unauthorized once the deadline passes.
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        match b.job_status(JobId(1)).await {
+            Err(Error::ClosedByPeer { code, .. }) => assert_eq!(code, RejectCode::Unauthorized),
+            other => panic!("expected an Unauthorized close, got {other:?}"),
+        }
+        assert!(stat(&fx, |s| &s.auth_timeouts) >= 1);
+        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+        let text = fx
+            .server
+            .stats()
+            .metrics()
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        for name in [
+            "epa_quic_unauthorized_total",
+            "epa_quic_auth_failures_total",
+            "epa_quic_auth_timeouts_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_rate_is_limited_per_tenant() {
+    timeout(T, async {
+        let config = ServerConfig {
+            submissions_per_second: 1,
+            submission_burst: 3,
+            ..ServerConfig::default()
+        };
+        let mut fx = fixture(config);
+        let (agg, _) = Client::connect_authenticated(
+            fx.server.local_addr(),
+            fx.server.fingerprint(),
+            ClientConfig::default(),
+            &fx.aggregator,
+        )
+        .await
+        .unwrap();
+        let mut prev = [0u8; 32];
+        for seq in 1..=3 {
+            let b = fx.batch(0, seq, prev);
+            agg.submit_batch(&b).await.unwrap();
+            prev = b.batch_hash(&Limits::default()).unwrap();
+        }
+        // The burst is spent: the fourth is refused before the service sees it.
+        let b = fx.batch(0, 4, prev);
+        assert_rejected(agg.submit_batch(&b).await, RejectCode::Busy);
+        assert_eq!(stat(&fx, |s| &s.rate_limited), 1);
+        // Queries are not submissions.
+        assert_eq!(
+            agg.job_status(JobId(1)).await.unwrap().unwrap().id,
+            JobId(1)
+        );
+        // Another tenant (here the unauthenticated peer address) has its own bucket.
+        let anon = fx.client().await;
+        let job = ProvingJob {
+            air: "rescue-chain".into(),
+            public_inputs: vec![1],
+            witness: vec![2],
+            options: ProvingOptions { preset: 0, hash: 0 },
+        };
+        anon.submit_proving_job(&job).await.unwrap();
+        // The bucket refills at one a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        agg.submit_batch(&b).await.unwrap();
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_memory_budget_and_frame_limit_are_enforced() {
+    timeout(T, async {
+        let config = ServerConfig {
+            // Two 16-byte JobStatus frames fit, a third does not.
+            max_inflight_bytes: 40,
+            ..ServerConfig::default()
+        };
+        let fx = fixture(config);
+        let client = Arc::new(fx.client().await);
+        // Two requests held by the service (the gate) keep their bytes reserved.
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                let c = Arc::clone(&client);
+                tokio::spawn(async move { c.job_status(JobId(u64::MAX)).await })
+            })
+            .collect();
+        while stat(&fx, |s| &s.inflight_bytes) < 32 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_rejected(client.job_status(JobId(1)).await, RejectCode::Busy);
+        assert_eq!(stat(&fx, |s| &s.memory_refused), 1);
+        // Released once answered: the budget is whole again.
+        while stat(&fx, |s| &s.inflight_bytes) > 0 {
+            fx.service.gate.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for h in held {
+            assert_eq!(h.await.unwrap().unwrap(), None);
+        }
+        assert_eq!(client.job_status(JobId(1)).await.unwrap(), None);
+        // A frame announcing more than the frame limit is refused from its header alone.
+        let mut header = (Limits::default().max_frame_len + 1).to_le_bytes().to_vec();
+        header.extend_from_slice(&[1, 0, 3, 0]);
+        let r = client.request_raw(&header, "oversized").await.unwrap();
+        assert_eq!(rejected_code(r), RejectCode::TooLarge);
+        assert_eq!(stat(&fx, |s| &s.too_large), 1);
+        assert_eq!(stat(&fx, |s| &s.inflight_bytes), 0);
     })
     .await
     .expect("test timed out");

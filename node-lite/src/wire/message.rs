@@ -20,6 +20,8 @@ pub mod kinds {
     pub const FETCH_PROOF: u16 = 0x0004;
     /// [`super::Request::Subscribe`].
     pub const SUBSCRIBE: u16 = 0x0005;
+    /// [`super::Authenticate`]: the connection's first request when authentication is on.
+    pub const AUTHENTICATE: u16 = 0x0006;
     /// [`super::Response::Accepted`].
     pub const ACCEPTED: u16 = 0x0101;
     /// [`super::Response::Rejected`].
@@ -32,6 +34,8 @@ pub mod kinds {
     pub const NOT_FOUND: u16 = 0x0105;
     /// [`super::Response::Subscribed`].
     pub const SUBSCRIBED: u16 = 0x0106;
+    /// [`super::Response::Authenticated`].
+    pub const AUTHENTICATED: u16 = 0x0107;
     /// [`super::Push::Start`].
     pub const PUSH_START: u16 = 0x0201;
     /// [`super::Push::Commitment`].
@@ -46,6 +50,14 @@ pub const COMMITMENT_CONTEXT: &[u8] = b"EPA-v1/wire/commitment";
 pub const BATCH_HASH_DOMAIN: &[u8] = b"EPA-v1/wire/batch-hash";
 /// SHAKE-256 domain prefix of [`Commitment::proof_hash`].
 pub const PROOF_HASH_DOMAIN: &[u8] = b"EPA-v1/wire/proof-hash";
+/// ML-DSA context string of connection-authentication signatures ([`Authenticate`]).
+pub const AUTH_CONTEXT: &[u8] = b"EPA-v1/wire/auth";
+/// Domain prefix of the bytes an [`Authenticate`] signature covers.
+pub const AUTH_DOMAIN: &[u8] = b"EPA-v1/wire/auth-challenge";
+/// The TLS exporter label of the connection challenge (RFC 5705 / RFC 8446 section 7.5).
+pub const AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-EPA-v1-auth-challenge";
+/// Bytes of the connection challenge taken from the TLS exporter.
+pub const CHALLENGE_LEN: usize = 32;
 /// SHAKE-256 domain prefix of [`KeyId::of`].
 pub const KEY_ID_DOMAIN: &[u8] = b"EPA-v1/wire/key-id";
 
@@ -522,6 +534,11 @@ pub enum Response {
         /// Subscription id, unique per connection.
         subscription: u64,
     },
+    /// The connection is authenticated as this tenant (the answer to [`Authenticate`]).
+    Authenticated {
+        /// The tenant the appliance mapped the key to.
+        tenant: String,
+    },
 }
 
 /// A signed state commitment pushed to subscribers.
@@ -799,6 +816,7 @@ impl Message for Response {
             Self::Proof { .. } => kinds::PROOF,
             Self::NotFound { .. } => kinds::NOT_FOUND,
             Self::Subscribed { .. } => kinds::SUBSCRIBED,
+            Self::Authenticated { .. } => kinds::AUTHENTICATED,
         }
     }
 
@@ -810,6 +828,7 @@ impl Message for Response {
             Self::Proof { .. } => "Proof",
             Self::NotFound { .. } => "NotFound",
             Self::Subscribed { .. } => "Subscribed",
+            Self::Authenticated { .. } => "Authenticated",
         }
     }
 
@@ -843,6 +862,9 @@ impl Message for Response {
             }
             Self::Subscribed { subscription } => {
                 w.put_u64(*subscription);
+            }
+            Self::Authenticated { tenant } => {
+                put_string(w, tenant, limits.max_message_len).map_err(Error::encoding(name))?;
             }
         }
         Ok(())
@@ -893,6 +915,10 @@ impl Message for Response {
                     .map_err(enc())?
                     .to_vec();
                 Ok(Self::Proof { id, envelope })
+            }),
+            kinds::AUTHENTICATED => strict("Authenticated", body, |r| {
+                let tenant = read_string(r, "tenant name", limits.max_message_len)?;
+                Ok(Self::Authenticated { tenant })
             }),
             kinds::SUBSCRIBED => strict("Subscribed", body, |r| {
                 let subscription = r
@@ -984,3 +1010,108 @@ impl Message for Push {
 
 /// The ML-DSA parameter set used for every wire signature.
 pub const SIGNATURE_SCHEME: &str = mldsa65::NAME;
+
+/// Connection-level authentication: the peer's ML-DSA-65 key and its signature over the
+/// connection's challenge (32 bytes of TLS exporter keying material under
+/// [`AUTH_EXPORTER_LABEL`]). The challenge is unique to one TLS session, so a signature made
+/// for one connection does not verify on any other. Sent as the first request of a connection;
+/// answered by [`Response::Authenticated`] or a rejection.
+#[derive(Debug, Clone)]
+pub struct Authenticate {
+    /// The peer's verifying key.
+    pub key: VerifyingKey,
+    /// ML-DSA-65 signature over [`Authenticate::signing_bytes`] under [`AUTH_CONTEXT`].
+    pub signature: Signature,
+}
+
+impl PartialEq for Authenticate {
+    fn eq(&self, other: &Self) -> bool {
+        self.key.as_bytes() == other.key.as_bytes() && self.signature == other.signature
+    }
+}
+
+impl Eq for Authenticate {}
+
+impl Authenticate {
+    /// The bytes signed for `challenge` by the key with id `key`.
+    pub fn signing_bytes(challenge: &[u8; CHALLENGE_LEN], key: &KeyId) -> Vec<u8> {
+        let mut out = Vec::with_capacity(AUTH_DOMAIN.len() + CHALLENGE_LEN + 32);
+        out.extend_from_slice(AUTH_DOMAIN);
+        out.extend_from_slice(challenge);
+        out.extend_from_slice(&key.0);
+        out
+    }
+
+    /// Signs `challenge` with `signing_key` (whose public half is `verifying_key`);
+    /// `randomness` is the FIPS 204 hedging input.
+    pub fn sign(
+        challenge: &[u8; CHALLENGE_LEN],
+        signing_key: &SigningKey,
+        verifying_key: &VerifyingKey,
+        randomness: &[u8; 32],
+    ) -> Result<Self, Error> {
+        let msg = Self::signing_bytes(challenge, &KeyId::of(verifying_key));
+        let signature = signing_key
+            .sign(&msg, AUTH_CONTEXT, randomness)
+            .map_err(|source| Error::Signature {
+                what: "connection authentication signing",
+                source,
+            })?;
+        Ok(Self {
+            key: verifying_key.clone(),
+            signature,
+        })
+    }
+
+    /// Checks the signature against `challenge` (the verifier's own view of the connection).
+    pub fn verify(&self, challenge: &[u8; CHALLENGE_LEN]) -> Result<(), Error> {
+        let msg = Self::signing_bytes(challenge, &KeyId::of(&self.key));
+        self.key
+            .verify(&msg, AUTH_CONTEXT, &self.signature)
+            .map_err(|source| Error::Signature {
+                what: "connection authentication signature",
+                source,
+            })
+    }
+}
+
+impl Message for Authenticate {
+    const FAMILY: &'static str = "authentication request";
+
+    fn kind(&self) -> u16 {
+        kinds::AUTHENTICATE
+    }
+
+    fn name(&self) -> &'static str {
+        "Authenticate"
+    }
+
+    fn encode_body(&self, w: &mut Writer, _limits: &Limits) -> Result<(), Error> {
+        w.put_raw(self.key.as_bytes())
+            .put_raw(self.signature.as_bytes());
+        Ok(())
+    }
+
+    fn decode_body(kind: u16, body: &[u8], _limits: &Limits) -> Result<Self, Error> {
+        if kind != kinds::AUTHENTICATE {
+            return Err(Error::UnknownKind {
+                family: Self::FAMILY,
+                kind,
+            });
+        }
+        strict("Authenticate", body, |r| {
+            let enc = || Error::encoding("Authenticate");
+            let key = VerifyingKey::from_bytes(
+                r.take("authentication key", mldsa65::VERIFYING_KEY_LEN)
+                    .map_err(enc())?,
+            )
+            .map_err(enc())?;
+            let signature = Signature::from_bytes(
+                r.take("authentication signature", SIGNATURE_LEN)
+                    .map_err(enc())?,
+            )
+            .map_err(enc())?;
+            Ok(Self { key, signature })
+        })
+    }
+}

@@ -19,10 +19,11 @@ mod message;
 pub mod pair;
 
 pub use message::{
-    BATCH_CONTEXT, BATCH_HASH_DOMAIN, Batch, COMMITMENT_CONTEXT, Commitment, CommitmentFields,
-    JobId, JobState, JobStatusReport, KEY_ID_DOMAIN, KeyId, MAX_PROGRESS, Message,
-    PROOF_HASH_DOMAIN, ProvingJob, ProvingOptions, Push, RejectCode, Rejection, Request, Response,
-    SIGNATURE_SCHEME, Stage, SubscribeRequest, kinds,
+    AUTH_CONTEXT, AUTH_DOMAIN, AUTH_EXPORTER_LABEL, Authenticate, BATCH_CONTEXT, BATCH_HASH_DOMAIN,
+    Batch, CHALLENGE_LEN, COMMITMENT_CONTEXT, Commitment, CommitmentFields, JobId, JobState,
+    JobStatusReport, KEY_ID_DOMAIN, KeyId, MAX_PROGRESS, Message, PROOF_HASH_DOMAIN, ProvingJob,
+    ProvingOptions, Push, RejectCode, Rejection, Request, Response, SIGNATURE_SCHEME, Stage,
+    SubscribeRequest, kinds,
 };
 pub use pair::{ClientCodec, Codec, MemoryPair, ServerCodec};
 

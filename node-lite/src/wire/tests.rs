@@ -156,6 +156,7 @@ fn arb_response(l: Limits) -> impl Strategy<Value = Response> {
             }),
         any::<u64>().prop_map(|id| Response::NotFound { id: JobId(id) }),
         any::<u64>().prop_map(|subscription| Response::Subscribed { subscription }),
+        arb_text(l.max_message_len).prop_map(|tenant| Response::Authenticated { tenant }),
     ]
 }
 
@@ -792,4 +793,44 @@ fn memory_pair_reports_malformed_input_as_typed_error() {
         pair.server.next_message(),
         Err(Error::DecoderPoisoned)
     ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// An authentication signature verifies for its own challenge only, round-trips through
+    /// the wire, and any other challenge or a flipped signature byte is refused.
+    #[test]
+    fn authenticate_binds_the_challenge(
+        seed in any::<[u8; 32]>(),
+        challenge in any::<[u8; CHALLENGE_LEN]>(),
+        other in any::<[u8; CHALLENGE_LEN]>(),
+        flip in 0usize..SIGNATURE_LEN,
+    ) {
+        let l = small();
+        let kp = KeyPair::from_seed(&seed);
+        let auth = Authenticate::sign(&challenge, &kp.signing_key, &kp.verifying_key, &seed)
+            .unwrap();
+        prop_assert!(auth.verify(&challenge).is_ok());
+        let frame = auth.to_frame(&l).unwrap();
+        prop_assert_eq!(frame.kind, kinds::AUTHENTICATE);
+        let back = Authenticate::from_frame(&frame, &l).unwrap();
+        prop_assert_eq!(&back, &auth);
+        prop_assert!(back.verify(&challenge).is_ok());
+        if other != challenge {
+            let refused = matches!(auth.verify(&other), Err(Error::Signature { .. }));
+            prop_assert!(refused);
+        }
+        let mut sig = auth.signature.as_bytes().to_vec();
+        sig[flip] ^= 1;
+        let bad = Authenticate { key: auth.key.clone(), signature: Signature::from_bytes(&sig).unwrap() };
+        prop_assert!(bad.verify(&challenge).is_err());
+        // Strict length: one byte short or long never decodes.
+        prop_assert!(Authenticate::decode_body(kinds::AUTHENTICATE, &frame.body[1..], &l).is_err());
+        let mut long = frame.body.clone();
+        long.push(0);
+        prop_assert!(Authenticate::decode_body(kinds::AUTHENTICATE, &long, &l).is_err());
+        // Not a request of the ordinary family.
+        prop_assert!(Request::decode_body(kinds::AUTHENTICATE, &frame.body, &l).is_err());
+    }
 }
