@@ -81,6 +81,28 @@ pub enum SchedulerError {
     /// No job with this id exists in the journal.
     #[error("unknown job {0}: it was never submitted to this data dir")]
     UnknownJob(JobId),
+    /// hwloc could not describe the machine, or a topology file or description is invalid.
+    #[error(
+        "hardware topology error: {message}; check that libhwloc can read the machine (or the topology file)"
+    )]
+    Topology {
+        /// What went wrong.
+        message: String,
+    },
+    /// A job's memory estimate exceeds the largest budget of every resource it could run on:
+    /// it could never be admitted, so it is refused at submission.
+    #[error(
+        "job needs an estimated {needed} bytes but the largest {limit} budget is {budget} bytes; \
+         lower the trace length or blowup, split the job, or raise the budget"
+    )]
+    TooLarge {
+        /// The job's memory estimate in bytes.
+        needed: u64,
+        /// Which limit it exceeds (for example `node memory` or `GPU memory`).
+        limit: &'static str,
+        /// The largest such budget, in bytes.
+        budget: u64,
+    },
     /// A worker thread could not be started.
     #[error("could not start the scheduler's threads: {message}; check the process's thread limit")]
     Threads {

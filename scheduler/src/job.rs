@@ -5,6 +5,7 @@ use std::fmt;
 use crypto::encoding::{Reader, Writer};
 
 use crate::SchedulerError;
+use crate::placement::{Footprint, PlacementRecord};
 
 /// The longest tenant name accepted, in bytes.
 pub const MAX_TENANT_LEN: usize = 64;
@@ -12,8 +13,9 @@ pub const MAX_TENANT_LEN: usize = 64;
 /// The longest failure reason kept in the journal, in bytes (longer ones are truncated).
 pub const MAX_REASON_LEN: usize = 1024;
 
-/// Version byte of the journal's job record.
-const RECORD_VERSION: u8 = 1;
+/// Version byte of the journal's job record (version 1, without priority, footprint and
+/// placement, is still read).
+const RECORD_VERSION: u8 = 2;
 
 /// A job's identity: assigned by [`Scheduler::submit`](crate::Scheduler::submit), increasing in
 /// submission order and never reused within a data dir.
@@ -182,6 +184,11 @@ pub struct JobStatus {
     pub attempts: u32,
     /// The payload's size in bytes.
     pub payload_len: u64,
+    /// Its priority inside its tenant's queue.
+    pub priority: u8,
+    /// Where it runs (or ran last): its node, its GPU and why it straddles nodes if it does;
+    /// `None` while it waits for room.
+    pub placement: Option<PlacementRecord>,
 }
 
 /// The durable part of a job's state.
@@ -202,6 +209,10 @@ pub(crate) struct JobRecord {
     pub next_stage: u8,
     pub attempts: u32,
     pub payload_len: u64,
+    pub priority: u8,
+    pub footprint: Option<Footprint>,
+    /// Where the job ran its last completed stage.
+    pub placement: Option<PlacementRecord>,
 }
 
 impl JobRecord {
@@ -228,6 +239,8 @@ impl JobRecord {
             completed: stages[..done].to_vec(),
             attempts: self.attempts,
             payload_len: self.payload_len,
+            priority: self.priority,
+            placement: self.placement.clone(),
         }
     }
 
@@ -261,6 +274,32 @@ impl JobRecord {
             }
             DurableState::Cancelled => w.put_u8(3),
         };
+        w.put_u8(self.priority);
+        match &self.footprint {
+            Some(f) => w
+                .put_bool(true)
+                .put_u64(f.trace_len)
+                .put_u32(f.columns)
+                .put_u32(f.blowup),
+            None => w.put_bool(false),
+        };
+        match &self.placement {
+            Some(p) => {
+                w.put_bool(true);
+                w.put_u32(u32::try_from(p.node).unwrap_or(u32::MAX));
+                w.put_u32(
+                    p.gpu
+                        .map_or(u32::MAX, |g| u32::try_from(g).unwrap_or(u32::MAX)),
+                );
+                w.put_u64(p.node_bytes).put_u64(p.gpu_bytes);
+                let reason = truncate_utf8(p.reason.as_deref().unwrap_or(""), MAX_REASON_LEN);
+                w.put_u16(
+                    u16::try_from(reason.len()).expect("reasons are truncated to 1024 bytes"),
+                );
+                w.put_raw(reason.as_bytes())
+            }
+            None => w.put_bool(false),
+        };
         w.into_bytes()
     }
 
@@ -268,7 +307,7 @@ impl JobRecord {
         let bad = |e: crypto::Error| SchedulerError::corrupt("job", e);
         let mut r = Reader::new(bytes);
         let version = r.u8("job record version").map_err(bad)?;
-        if version != RECORD_VERSION {
+        if version != RECORD_VERSION && version != 1 {
             return Err(SchedulerError::corrupt(
                 "job",
                 format!("record version {version}, this build reads version {RECORD_VERSION}"),
@@ -316,6 +355,11 @@ impl JobRecord {
                 ));
             }
         };
+        let (priority, footprint, placement) = if version == 1 {
+            (0, None, None)
+        } else {
+            decode_v2_tail(&mut r).map_err(bad)?
+        };
         r.finish("job record").map_err(bad)?;
         Ok(Self {
             job: Job {
@@ -328,8 +372,45 @@ impl JobRecord {
             next_stage,
             attempts,
             payload_len,
+            priority,
+            footprint,
+            placement,
         })
     }
+}
+
+type Tail = (u8, Option<Footprint>, Option<PlacementRecord>);
+
+/// The fields version 2 added: priority, footprint and placement.
+fn decode_v2_tail(r: &mut Reader<'_>) -> Result<Tail, crypto::Error> {
+    let priority = r.u8("priority")?;
+    let footprint = if r.bool("footprint flag")? {
+        Some(Footprint {
+            trace_len: r.u64("trace length")?,
+            columns: r.u32("columns")?,
+            blowup: r.u32("blowup")?,
+        })
+    } else {
+        None
+    };
+    let placement = if r.bool("placement flag")? {
+        let node = r.u32("placement node")? as usize;
+        let gpu = r.u32("placement GPU")?;
+        let node_bytes = r.u64("placement node bytes")?;
+        let gpu_bytes = r.u64("placement GPU bytes")?;
+        let len = r.u16("placement reason length")?;
+        let reason = r.take("placement reason", usize::from(len))?;
+        Some(PlacementRecord {
+            node,
+            gpu: (gpu != u32::MAX).then_some(gpu as usize),
+            node_bytes,
+            gpu_bytes,
+            reason: (!reason.is_empty()).then(|| String::from_utf8_lossy(reason).into_owned()),
+        })
+    } else {
+        None
+    };
+    Ok((priority, footprint, placement))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

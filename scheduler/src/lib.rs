@@ -48,18 +48,24 @@
 
 mod error;
 mod job;
+mod placement;
 mod scheduler;
 mod store;
+pub mod topology;
 
 pub use error::SchedulerError;
 pub use job::{
     Job, JobId, JobKind, JobSpec, JobState, JobStatus, MAX_REASON_LEN, MAX_TENANT_LEN, Stage,
+};
+pub use placement::{
+    Budgets, Footprint, GpuView, JobOptions, NodeView, PlacementRecord, Placer, Target,
 };
 pub use scheduler::{
     Config, Scheduler, Snapshot, StageContext, StageExecutor, StageFailure, StageLatency,
     StageOutcome, TenantDepth,
 };
 pub use store::{ShardMeta, ShardNodeStore, StagedNodeStore, Store, StoreWrite, WriteSet};
+pub use topology::{GpuDevice, NumaNode, Topology};
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! The scheduler: admission, fair picking, ordering, the worker pool, retries and recovery.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,12 @@ use crate::job::{
     DurableState, Job, JobId, JobRecord, JobSpec, JobStatus, MAX_REASON_LEN, Stage, check_tenant,
     truncate_utf8,
 };
+use crate::placement::{Budgets, GpuView, JobOptions, NodeView, PlacementRecord, Placer, Target};
 use crate::store::{Store, WriteSet};
+use crate::topology::{Binder, GpuDevice, Topology};
+
+/// Binding warnings kept for the snapshot, at most.
+const MAX_WARNINGS: usize = 64;
 
 /// The scheduler's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,28 @@ pub struct Config {
     /// after the restart, with its side effects rolled back with it; a synced write also makes
     /// every earlier write durable, so nothing published is ever lost.
     pub sync_every_stage: bool,
+    /// The machine to schedule on. `None` (the default) discovers this machine with hwloc
+    /// and pins threads there; a given model (for example from
+    /// [`Topology::from_xml_file`]) is scheduled on without pinning anything.
+    pub topology: Option<Topology>,
+    /// Whether worker and GPU driver threads are pinned to their node's cores and bind
+    /// their memory there (only for a discovered topology). A host that refuses the binding
+    /// gets a warning in the [`Snapshot`], not an error.
+    pub pin_threads: bool,
+    /// Memory budget of each NUMA node for admitted jobs, in bytes; `None` takes three
+    /// quarters of each node's memory (no limit where the topology does not say).
+    pub node_memory_budget: Option<u64>,
+    /// Memory budget of each GPU for admitted jobs, in bytes.
+    pub gpu_memory_budget: u64,
+    /// Jobs estimated at this many bytes or more are proved on a GPU when one is healthy;
+    /// smaller jobs stay on one node's CPUs.
+    pub gpu_min_bytes: u64,
+    /// How long a GPU that failed stays out of rotation before it is probed again
+    /// ([`StageExecutor::probe_device`]).
+    pub gpu_probe_interval: Duration,
+    /// Worker slots held for a tenant: other tenants leave this many CPU slots free while
+    /// the tenant has work waiting (reserved capacity).
+    pub tenant_reserved_workers: BTreeMap<String, usize>,
 }
 
 impl Default for Config {
@@ -60,6 +88,13 @@ impl Default for Config {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             sync_every_stage: true,
+            topology: None,
+            pin_threads: true,
+            node_memory_budget: None,
+            gpu_memory_budget: 8 << 30,
+            gpu_min_bytes: 64 << 20,
+            gpu_probe_interval: Duration::from_secs(30),
+            tenant_reserved_workers: BTreeMap::new(),
         }
     }
 }
@@ -103,11 +138,24 @@ impl Config {
                 reason: format!("tenant `{tenant}` has weight 0; weights are at least 1"),
             });
         }
+        if let Some(topology) = &self.topology {
+            topology.validate()?;
+        }
+        if self.gpu_probe_interval.is_zero() {
+            return bad("gpu_probe_interval", "must be positive");
+        }
         Ok(())
     }
 
     fn weight(&self, tenant: &str) -> u32 {
         self.tenant_weights.get(tenant).copied().unwrap_or(1)
+    }
+
+    fn reserved(&self, tenant: &str) -> usize {
+        self.tenant_reserved_workers
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The wait before retry number `attempts` (1 for the first retry).
@@ -129,6 +177,8 @@ pub struct StageContext<'a> {
     store: &'a Store,
     cancelled: &'a AtomicBool,
     stopping: &'a AtomicBool,
+    target: Target,
+    placement: Option<&'a PlacementRecord>,
 }
 
 impl StageContext<'_> {
@@ -146,6 +196,17 @@ impl StageContext<'_> {
     /// [`StageOutcome`] so that they commit with the stage.
     pub fn store(&self) -> &Store {
         self.store
+    }
+
+    /// Where this stage runs: a node's CPU pool or a GPU's driver thread. A stage on a GPU
+    /// that fails because of the device returns [`StageFailure::DeviceFailed`].
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The job's placement (its node, its GPU, what it reserved).
+    pub fn placement(&self) -> Option<&PlacementRecord> {
+        self.placement
     }
 
     /// Whether the job was cancelled: the stage's result will be discarded.
@@ -194,6 +255,11 @@ pub enum StageFailure {
     /// The stage stopped because [`StageContext::should_stop`] said so; it is not an attempt
     /// and re-runs later from the same input.
     Interrupted,
+    /// The GPU running the stage failed: the device is taken out of rotation (and probed
+    /// again after [`Config::gpu_probe_interval`]) and the job moves to another device or
+    /// the CPU; it does not count as an attempt. From a CPU stage it counts as
+    /// [`Retryable`](Self::Retryable).
+    DeviceFailed(String),
 }
 
 impl std::fmt::Display for StageFailure {
@@ -202,6 +268,7 @@ impl std::fmt::Display for StageFailure {
             StageFailure::Retryable(reason) => write!(f, "transient failure: {reason}"),
             StageFailure::Fatal(reason) => write!(f, "{reason}"),
             StageFailure::Interrupted => f.write_str("interrupted by shutdown"),
+            StageFailure::DeviceFailed(reason) => write!(f, "device failure: {reason}"),
         }
     }
 }
@@ -224,6 +291,14 @@ pub trait StageExecutor: Send + Sync + 'static {
         stage: Stage,
         input: &[u8],
     ) -> Result<StageOutcome, StageFailure>;
+
+    /// Checks whether GPU `gpu` (index into [`Topology::gpus`]) works again after it failed;
+    /// called from the dispatcher once [`Config::gpu_probe_interval`] has passed. The default
+    /// trusts the device again.
+    fn probe_device(&self, gpu: usize, device: &GpuDevice) -> bool {
+        let _ = (gpu, device);
+        true
+    }
 }
 
 /// Latency figures of one stage since the scheduler opened.
@@ -284,6 +359,14 @@ pub struct Snapshot {
     pub tenants: Vec<TenantDepth>,
     /// Latency of each stage, in pipeline order.
     pub stage_latency: Vec<(Stage, StageLatency)>,
+    /// Per NUMA node: workers, queue, running stages, memory reserved and placements.
+    pub nodes: Vec<NodeView>,
+    /// Per GPU: health, queue, whether it runs, memory reserved and placements.
+    pub gpus: Vec<GpuView>,
+    /// Where each placed unfinished job runs, by job id.
+    pub placements: Vec<(JobId, PlacementRecord)>,
+    /// Warnings about the machine (topology discovery, thread binding), oldest first.
+    pub warnings: Vec<String>,
 }
 
 /// An unfinished job in memory.
@@ -295,11 +378,17 @@ struct ActiveJob {
     committing: bool,
     cancel: Arc<AtomicBool>,
     not_before: Option<Instant>,
+    /// Where it runs, once placed (memory reserved until it finishes).
+    placement: Option<PlacementRecord>,
+    /// Its memory estimate: total and host bytes.
+    estimate: (u64, u64),
 }
 
 #[derive(Default)]
 struct TenantQueue {
     jobs: BTreeSet<JobId>,
+    /// The same jobs, highest priority first, then in submission order.
+    order: BTreeSet<(Reverse<u8>, JobId)>,
     bytes: u64,
 }
 
@@ -312,6 +401,9 @@ struct Inner {
     /// The tenant picked last and how many picks in a row it got.
     cursor: Option<(String, u32)>,
     running: usize,
+    /// Stages running now per tenant (tenants with none are absent).
+    tenant_running: HashMap<String, usize>,
+    placer: Placer,
     next_id: u64,
     stopping: bool,
     done: u64,
@@ -325,7 +417,13 @@ impl Inner {
         let id = record.job.id;
         let queue = self.tenants.entry(record.job.tenant.clone()).or_default();
         queue.jobs.insert(id);
+        queue.order.insert((Reverse(record.priority), id));
         queue.bytes += record.payload_len;
+        let options = JobOptions {
+            priority: record.priority,
+            footprint: record.footprint,
+        };
+        let estimate = options.estimate(record.payload_len);
         if let Some(key) = record.job.ordering_key {
             let remaining = &record.job.kind.stages()[usize::from(record.next_stage)..];
             for stage in remaining.iter().filter(|s| s.is_ordered()) {
@@ -340,6 +438,8 @@ impl Inner {
                 committing,
                 cancel: Arc::new(AtomicBool::new(false)),
                 not_before: None,
+                placement: None,
+                estimate,
             },
         );
     }
@@ -358,9 +458,13 @@ impl Inner {
     /// Forgets a job that became terminal.
     fn finish(&mut self, id: JobId) -> Option<ActiveJob> {
         let active = self.active.remove(&id)?;
+        if let Some(placement) = &active.placement {
+            self.placer.release(placement);
+        }
         let job = &active.record.job;
         if let Some(queue) = self.tenants.get_mut(&job.tenant) {
             queue.jobs.remove(&id);
+            queue.order.remove(&(Reverse(active.record.priority), id));
             queue.bytes = queue.bytes.saturating_sub(active.record.payload_len);
             if queue.jobs.is_empty() {
                 self.tenants.remove(&job.tenant);
@@ -403,9 +507,44 @@ impl Inner {
         Ok(Some(stage))
     }
 
-    /// The next stage to run under the weighted round robin across tenants, or the earliest
-    /// time a backoff ends.
-    fn pick(&mut self, config: &Config, now: Instant) -> Result<(JobId, Stage), Option<Instant>> {
+    /// Whether every earlier job with the same ordering key is placed: jobs of one key are
+    /// placed in submission order, so memory is never held by later jobs that wait (by the
+    /// key's order) for an earlier one that waits for memory.
+    fn predecessors_placed(&self, id: JobId, key: Option<u64>) -> bool {
+        let Some(key) = key else {
+            return true;
+        };
+        Stage::ALL.iter().filter(|s| s.is_ordered()).all(|s| {
+            self.order.get(&(key, *s)).is_none_or(|set| {
+                set.range(..id)
+                    .all(|j| self.active.get(j).is_none_or(|a| a.placement.is_some()))
+            })
+        })
+    }
+
+    /// CPU slots that tenants other than `tenant` may still claim under their reservations.
+    fn reserved_for_others(&self, config: &Config, tenant: &str) -> usize {
+        config
+            .tenant_reserved_workers
+            .iter()
+            .filter(|(name, _)| name.as_str() != tenant)
+            .filter_map(|(name, reserved)| {
+                let queue = self.tenants.get(name)?;
+                let running = self.tenant_running.get(name).copied().unwrap_or(0);
+                (queue.jobs.len() > running).then(|| reserved.saturating_sub(running))
+            })
+            .sum()
+    }
+
+    /// The next stage to run under the weighted round robin across tenants (highest priority
+    /// first inside a tenant), where it runs, or the earliest time a backoff ends. A job is
+    /// placed (its memory reserved) when it is first picked; a job that does not fit now
+    /// waits and the next one is considered.
+    fn pick(
+        &mut self,
+        config: &Config,
+        now: Instant,
+    ) -> Result<(JobId, Stage, Target), Option<Instant>> {
         let names: Vec<&String> = self.tenants.keys().collect();
         let n = names.len();
         // Stay with the last tenant while it has weight left, else start after it.
@@ -416,25 +555,86 @@ impl Inner {
             }
             Some((last, _)) => names.partition_point(|name| name.as_str() <= last.as_str()),
         };
+        let (_, free_cpu) = self.placer.cpu_slots();
         let mut wake: Option<Instant> = None;
-        for step in 0..n {
+        let mut found = None;
+        'tenants: for step in 0..n {
             let tenant = names[(start + step) % n];
-            for &id in &self.tenants[tenant].jobs {
+            let running = self.tenant_running.get(tenant).copied().unwrap_or(0);
+            let may_take_cpu = running < config.reserved(tenant)
+                || free_cpu > self.reserved_for_others(config, tenant);
+            for &(_, id) in &self.tenants[tenant].order {
                 match self.eligible(id, now) {
                     Ok(Some(stage)) => {
-                        let served = match &self.cursor {
-                            Some((last, served)) if last == tenant => served + 1,
-                            _ => 1,
+                        let active = &self.active[&id];
+                        let on_gpu = stage == Stage::Prove;
+                        let fresh = match &active.placement {
+                            Some(_) => None,
+                            None => {
+                                if !self.predecessors_placed(id, active.record.job.ordering_key) {
+                                    continue;
+                                }
+                                let (total, host) = active.estimate;
+                                match self.placer.choose(total, host) {
+                                    Some(p) => Some(p),
+                                    None => continue,
+                                }
+                            }
                         };
-                        self.cursor = Some((tenant.clone(), served));
-                        return Ok((id, stage));
+                        let placement = fresh
+                            .as_ref()
+                            .or(active.placement.as_ref())
+                            .expect("a job is placed or was just given a placement");
+                        let target = Placer::target(placement, on_gpu);
+                        if !self.placer.has_slot(target)
+                            || (matches!(target, Target::Node(_)) && !may_take_cpu)
+                        {
+                            continue;
+                        }
+                        found = Some((tenant.clone(), id, stage, target, fresh));
+                        break 'tenants;
                     }
                     Ok(None) => {}
                     Err(t) => wake = Some(wake.map_or(t, |w| w.min(t))),
                 }
             }
         }
-        Err(wake)
+        let Some((tenant, id, stage, target, fresh)) = found else {
+            return Err(wake);
+        };
+        if let Some(placement) = fresh {
+            self.placer.reserve(&placement);
+            if let Some(active) = self.active.get_mut(&id) {
+                active.placement = Some(placement);
+            }
+        }
+        let served = match &self.cursor {
+            Some((last, served)) if *last == tenant => served + 1,
+            _ => 1,
+        };
+        self.cursor = Some((tenant, served));
+        Ok((id, stage, target))
+    }
+
+    /// Takes back the placements of the waiting jobs placed on GPU `gpu` (taken out of
+    /// rotation): they are placed again, on another device or the CPU.
+    fn evict_gpu(&mut self, gpu: usize) {
+        let mut freed = Vec::new();
+        for active in self.active.values_mut() {
+            if active.running.is_none()
+                && !active.committing
+                && active
+                    .placement
+                    .as_ref()
+                    .is_some_and(|p| p.gpu == Some(gpu))
+                && let Some(p) = active.placement.take()
+            {
+                freed.push(p);
+            }
+        }
+        for p in &freed {
+            self.placer.release(p);
+        }
     }
 }
 
@@ -445,7 +645,96 @@ struct Shared {
     inner: Mutex<Inner>,
     changed: Condvar,
     stopping: AtomicBool,
-    pool: rayon::ThreadPool,
+    topology: Topology,
+    /// One CPU worker pool per NUMA node, by node index.
+    node_pools: Vec<rayon::ThreadPool>,
+    /// One driver thread per GPU, by GPU index.
+    gpu_pools: Vec<rayon::ThreadPool>,
+    warnings: Arc<Mutex<Vec<String>>>,
+}
+
+fn push_warning(warnings: &Mutex<Vec<String>>, warning: String) {
+    let mut list = warnings.lock().unwrap_or_else(|p| p.into_inner());
+    if list.len() < MAX_WARNINGS {
+        list.push(warning);
+    }
+}
+
+/// This machine as hwloc sees it, discovered once per process.
+fn discovered() -> &'static Result<(Topology, Arc<hwlocality::Topology>), String> {
+    static DISCOVERED: OnceLock<Result<(Topology, Arc<hwlocality::Topology>), String>> =
+        OnceLock::new();
+    DISCOVERED.get_or_init(|| {
+        let (topology, hw) = Topology::discover().map_err(|e| e.to_string())?;
+        topology.validate().map_err(|e| e.to_string())?;
+        Ok((topology, Arc::new(hw)))
+    })
+}
+
+/// The topology to schedule on, the binder for its threads, and warnings.
+fn resolve_topology(config: &Config) -> (Topology, Binder, Vec<String>) {
+    if let Some(topology) = &config.topology {
+        return (topology.clone(), Binder::disabled(), Vec::new());
+    }
+    match discovered() {
+        Ok((topology, hw)) => {
+            let binder = if config.pin_threads {
+                Binder::new(Arc::clone(hw))
+            } else {
+                Binder::disabled()
+            };
+            (topology.clone(), binder, Vec::new())
+        }
+        Err(e) => (
+            Topology::single_node(config.workers, 0),
+            Binder::disabled(),
+            vec![format!("{e}; scheduling as one node without pinning")],
+        ),
+    }
+}
+
+/// Splits `workers` threads across the nodes in proportion to their cores, at least one each.
+fn split_workers(topology: &Topology, workers: usize) -> Vec<usize> {
+    let total = topology.cpu_count().max(1);
+    let mut slots: Vec<usize> = topology
+        .nodes
+        .iter()
+        .map(|n| (workers * n.cpus.len() / total).max(1))
+        .collect();
+    let mut given: usize = slots.iter().sum();
+    let mut i = 0;
+    let len = slots.len();
+    while given < workers {
+        slots[i % len] += 1;
+        given += 1;
+        i += 1;
+    }
+    slots
+}
+
+fn build_pool(
+    threads: usize,
+    name: String,
+    bind: Option<(usize, Vec<usize>)>,
+    binder: &Arc<Binder>,
+    warnings: &Arc<Mutex<Vec<String>>>,
+) -> Result<rayon::ThreadPool, SchedulerError> {
+    let binder = Arc::clone(binder);
+    let warnings = Arc::clone(warnings);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{name}-{i}"))
+        .start_handler(move |_| {
+            if let Some((node, cpus)) = &bind
+                && let Err(e) = binder.bind_current_thread(*node, cpus)
+            {
+                push_warning(&warnings, e);
+            }
+        })
+        .build()
+        .map_err(|e| SchedulerError::Threads {
+            message: e.to_string(),
+        })
 }
 
 impl Shared {
@@ -479,6 +768,8 @@ impl std::fmt::Debug for Scheduler {
 struct Task {
     job: Job,
     stage: Stage,
+    target: Target,
+    placement: Option<PlacementRecord>,
     stage_index: u8,
     attempt: u32,
     cancel: Arc<AtomicBool>,
@@ -519,13 +810,52 @@ impl Scheduler {
         for record in store.active_jobs()? {
             inner.register(record, false);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.workers)
-            .thread_name(|i| format!("epa-stage-{i}"))
-            .build()
-            .map_err(|e| SchedulerError::Threads {
-                message: e.to_string(),
-            })?;
+        let (topology, binder, warnings) = resolve_topology(&config);
+        let binder = Arc::new(binder);
+        let warnings = Arc::new(Mutex::new(warnings));
+        let slots = split_workers(&topology, config.workers);
+        let node_bytes = topology
+            .nodes
+            .iter()
+            .map(|n| {
+                config.node_memory_budget.unwrap_or(if n.memory_bytes == 0 {
+                    u64::MAX
+                } else {
+                    n.memory_bytes / 4 * 3
+                })
+            })
+            .collect();
+        inner.placer = Placer::new(
+            &topology,
+            &Budgets {
+                node_bytes,
+                node_slots: slots.clone(),
+                gpu_bytes: config.gpu_memory_budget,
+                gpu_min_bytes: config.gpu_min_bytes,
+            },
+        );
+        let node_pools = topology
+            .nodes
+            .iter()
+            .zip(&slots)
+            .map(|(node, &threads)| {
+                let bind = Some((node.os_index, node.cpus.clone()));
+                let name = format!("epa-n{}-stage", node.os_index);
+                build_pool(threads, name, bind, &binder, &warnings)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let gpu_pools = topology
+            .gpus
+            .iter()
+            .enumerate()
+            .map(|(i, gpu)| {
+                let bind = gpu.node.map(|n| {
+                    let node = &topology.nodes[n];
+                    (node.os_index, node.cpus.clone())
+                });
+                build_pool(1, format!("epa-gpu{i}"), bind, &binder, &warnings)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             store,
             config,
@@ -533,7 +863,10 @@ impl Scheduler {
             inner: Mutex::new(inner),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
-            pool,
+            topology,
+            node_pools,
+            gpu_pools,
+            warnings,
         });
         let for_thread = Arc::clone(&shared);
         let dispatcher = std::thread::Builder::new()
@@ -558,6 +891,11 @@ impl Scheduler {
         &self.shared.config
     }
 
+    /// The machine the scheduler places work on.
+    pub fn topology(&self) -> &Topology {
+        &self.shared.topology
+    }
+
     /// Journals `spec` durably (the write is synced to disk before this returns) and queues
     /// it; the returned id may be acknowledged to the submitter.
     ///
@@ -578,6 +916,22 @@ impl Scheduler {
     /// # Errors
     /// As [`submit`](Self::submit).
     pub fn submit_with(&self, spec: JobSpec, writes: &WriteSet) -> Result<JobId, SchedulerError> {
+        self.submit_job(spec, JobOptions::default(), writes)
+    }
+
+    /// As [`submit_with`](Self::submit_with), with a priority inside the tenant's queue and
+    /// a memory footprint for admission control and placement.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit), and [`SchedulerError::TooLarge`] when the job's memory
+    /// estimate exceeds every node's and every GPU's budget (a job that fits but not now is
+    /// accepted and waits).
+    pub fn submit_job(
+        &self,
+        spec: JobSpec,
+        options: JobOptions,
+        writes: &WriteSet,
+    ) -> Result<JobId, SchedulerError> {
         check_tenant(&spec.tenant)?;
         let config = &self.shared.config;
         if spec.payload.len() > config.max_payload_bytes {
@@ -601,6 +955,8 @@ impl Scheduler {
             .get(&spec.tenant)
             .map_or((0, 0), |q| (q.jobs.len(), q.bytes));
         let len = spec.payload.len() as u64;
+        let (total, host) = options.estimate(len);
+        inner.placer.admit(total, host)?;
         if queued_jobs >= config.max_queued_jobs_per_tenant
             || queued_bytes + len > config.max_queued_bytes_per_tenant
         {
@@ -624,6 +980,9 @@ impl Scheduler {
             next_stage: 0,
             attempts: 0,
             payload_len: len,
+            priority: options.priority,
+            footprint: options.footprint,
+            placement: None,
         };
         let store = &self.shared.store;
         let mut batch = rocksdb::WriteBatch::default();
@@ -698,7 +1057,11 @@ impl Scheduler {
         {
             let inner = self.shared.lock();
             if let Some(active) = inner.active.get(&id) {
-                return Ok(active.record.status(active.running));
+                let mut status = active.record.status(active.running);
+                if active.placement.is_some() {
+                    status.placement.clone_from(&active.placement);
+                }
+                return Ok(status);
             }
         }
         self.shared
@@ -754,8 +1117,27 @@ impl Scheduler {
     /// Counts of jobs by state, queue depth per tenant and per-stage latency.
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.shared.lock();
+        let topology = &self.shared.topology;
+        let mut node_queued = vec![0; topology.nodes.len()];
+        let mut gpu_queued = vec![0; topology.gpus.len()];
+        let mut placements = Vec::new();
+        for (id, active) in &inner.active {
+            if let Some(p) = &active.placement {
+                placements.push((*id, p.clone()));
+                if active.running.is_none() {
+                    match p.gpu {
+                        Some(g) if active.record.next() == Some(Stage::Prove) => {
+                            gpu_queued[g] += 1;
+                        }
+                        _ => node_queued[p.node] += 1,
+                    }
+                }
+            }
+        }
+        placements.sort_by_key(|(id, _)| *id);
+        let nodes = inner.placer.node_views(topology, &node_queued);
         Snapshot {
-            workers: self.shared.config.workers,
+            workers: nodes.iter().map(|n| n.workers).sum(),
             queued: inner.active.len() - inner.running,
             running: inner.running,
             done: inner.done,
@@ -774,6 +1156,15 @@ impl Scheduler {
                 .iter()
                 .map(|s| (*s, inner.latency[usize::from(s.code())]))
                 .collect(),
+            gpus: inner.placer.gpu_views(&gpu_queued),
+            nodes,
+            placements,
+            warnings: self
+                .shared
+                .warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -833,31 +1224,68 @@ fn dispatch(shared: &Arc<Shared>) {
             continue;
         }
         let now = Instant::now();
-        let mut wait = Duration::from_secs(1);
-        if inner.running < shared.config.workers {
-            match inner.pick(&shared.config, now) {
-                Ok((id, stage)) => {
-                    let active = inner
-                        .active
-                        .get_mut(&id)
-                        .expect("pick returns only active jobs");
-                    active.running = Some(stage);
-                    active.not_before = None;
-                    let task = Task {
-                        job: active.record.job.clone(),
-                        stage,
-                        stage_index: active.record.next_stage,
-                        attempt: active.record.attempts,
-                        cancel: Arc::clone(&active.cancel),
-                    };
-                    inner.running += 1;
-                    let for_task = Arc::clone(shared);
-                    shared.pool.spawn(move || run_task(&for_task, task));
-                    continue;
-                }
-                Err(Some(wake)) => wait = wake.saturating_duration_since(now),
-                Err(None) => {}
+        let due = inner.placer.due_probes(now);
+        if !due.is_empty() {
+            // Probe outside the lock; meanwhile the devices stay out of rotation.
+            let interval = shared.config.gpu_probe_interval;
+            for &g in &due {
+                inner.placer.probed(g, false, now, interval);
             }
+            drop(inner);
+            let results: Vec<(usize, bool)> = due
+                .iter()
+                .map(|&g| {
+                    let passed = catch_unwind(AssertUnwindSafe(|| {
+                        shared.executor.probe_device(g, &shared.topology.gpus[g])
+                    }))
+                    .unwrap_or(false);
+                    (g, passed)
+                })
+                .collect();
+            inner = shared.lock();
+            let now = Instant::now();
+            for (g, passed) in results {
+                inner.placer.probed(g, passed, now, interval);
+            }
+            continue;
+        }
+        let mut wait = Duration::from_secs(1);
+        if let Some(t) = inner.placer.next_probe() {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
+        match inner.pick(&shared.config, now) {
+            Ok((id, stage, target)) => {
+                let active = inner
+                    .active
+                    .get_mut(&id)
+                    .expect("pick returns only active jobs");
+                active.running = Some(stage);
+                active.not_before = None;
+                let task = Task {
+                    job: active.record.job.clone(),
+                    stage,
+                    target,
+                    placement: active.placement.clone(),
+                    stage_index: active.record.next_stage,
+                    attempt: active.record.attempts,
+                    cancel: Arc::clone(&active.cancel),
+                };
+                inner.running += 1;
+                inner.placer.start(target);
+                *inner
+                    .tenant_running
+                    .entry(task.job.tenant.clone())
+                    .or_default() += 1;
+                let for_task = Arc::clone(shared);
+                let pool = match target {
+                    Target::Node(n) => &shared.node_pools[n],
+                    Target::Gpu(g) => &shared.gpu_pools[g],
+                };
+                pool.spawn(move || run_task(&for_task, task));
+                continue;
+            }
+            Err(Some(wake)) => wait = wait.min(wake.saturating_duration_since(now)),
+            Err(None) => {}
         }
         inner = shared
             .changed
@@ -876,6 +1304,8 @@ fn run_task(shared: &Shared, task: Task) {
             store: &shared.store,
             cancelled: &task.cancel,
             stopping: &shared.stopping,
+            target: task.target,
+            placement: task.placement.as_ref(),
         };
         catch_unwind(AssertUnwindSafe(|| {
             shared.executor.run(&ctx, &task.job, task.stage, &input)
@@ -904,6 +1334,13 @@ fn run_task(shared: &Shared, task: Task) {
         }
     }
     inner.running -= 1;
+    inner.placer.end(task.target);
+    if let Some(n) = inner.tenant_running.get_mut(&task.job.tenant) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inner.tenant_running.remove(&task.job.tenant);
+        }
+    }
     drop(inner);
     shared.changed.notify_all();
 }
@@ -932,6 +1369,15 @@ fn committed(inner: &mut Inner, task: &Task, record: JobRecord, elapsed: Duratio
     }
     if done {
         inner.finish(id);
+        return;
+    }
+    // Its GPU failed while this stage ran: place the job again.
+    if let Some(active) = inner.active.get_mut(&id)
+        && let Some(g) = active.placement.as_ref().and_then(|p| p.gpu)
+        && !inner.placer.is_healthy(g)
+        && let Some(p) = active.placement.take()
+    {
+        inner.placer.release(&p);
     }
 }
 
@@ -987,6 +1433,7 @@ fn complete(
             let mut record = active.record.clone();
             record.next_stage += 1;
             record.attempts = 0;
+            record.placement.clone_from(&active.placement);
             if record.next().is_none() {
                 record.state = DurableState::Done;
             }
@@ -1007,12 +1454,28 @@ fn complete(
         }
         Err(failure) => failure,
     };
+    let failure = match (failure, task.target) {
+        (StageFailure::DeviceFailed(reason), Target::Gpu(g)) => {
+            let probe_at = Instant::now() + shared.config.gpu_probe_interval;
+            inner.placer.gpu_failed(g, probe_at);
+            inner.evict_gpu(g);
+            let address = &shared.topology.gpus[g].pci_address;
+            push_warning(
+                &shared.warnings,
+                format!("GPU {address} failed ({reason}); out of rotation until it is probed"),
+            );
+            return None;
+        }
+        (StageFailure::DeviceFailed(reason), Target::Node(_)) => StageFailure::Retryable(reason),
+        (failure, _) => failure,
+    };
     let active = inner
         .active
         .get_mut(&id)
         .expect("the job was found active above and nothing removed it since");
     let mut record = active.record.clone();
     let reason = match failure {
+        StageFailure::DeviceFailed(reason) => reason,
         StageFailure::Interrupted => {
             active.not_before = Some(Instant::now() + shared.config.backoff_base);
             return None;

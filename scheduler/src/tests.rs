@@ -5,6 +5,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use crate::job::{DurableState, JobRecord};
+use crate::placement::{Footprint, PlacementRecord};
 use crate::{Config, Job, JobId, JobKind, MAX_REASON_LEN, SchedulerError, Stage, Store};
 
 fn kind_strategy() -> impl Strategy<Value = JobKind> {
@@ -30,9 +31,30 @@ fn record_strategy() -> impl Strategy<Value = JobRecord> {
             ".{0,300}".prop_map(DurableState::Failed),
             Just(DurableState::Cancelled),
         ],
+        any::<u8>(),
+        proptest::option::of((any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(trace_len, columns, blowup)| Footprint {
+                trace_len,
+                columns,
+                blowup,
+            },
+        )),
+        proptest::option::of(placement_strategy()),
     )
         .prop_map(
-            |(id, tenant, kind, ordering_key, next, attempts, payload_len, state)| JobRecord {
+            |(
+                id,
+                tenant,
+                kind,
+                ordering_key,
+                next,
+                attempts,
+                payload_len,
+                state,
+                priority,
+                footprint,
+                placement,
+            )| JobRecord {
                 job: Job {
                     id: JobId(id),
                     tenant,
@@ -43,6 +65,28 @@ fn record_strategy() -> impl Strategy<Value = JobRecord> {
                 next_stage: next.min(u8::try_from(kind.stages().len()).expect("at most 4 stages")),
                 attempts,
                 payload_len,
+                priority,
+                footprint,
+                placement,
+            },
+        )
+}
+
+fn placement_strategy() -> impl Strategy<Value = PlacementRecord> {
+    (
+        0usize..64,
+        proptest::option::of(0usize..64),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(".{1,80}"),
+    )
+        .prop_map(
+            |(node, gpu, node_bytes, gpu_bytes, reason)| PlacementRecord {
+                node,
+                gpu,
+                node_bytes,
+                gpu_bytes,
+                reason,
             },
         )
 }
@@ -89,6 +133,9 @@ fn long_failure_reasons_are_truncated_on_a_char_boundary() {
         next_stage: 1,
         attempts: 2,
         payload_len: 10,
+        priority: 0,
+        footprint: None,
+        placement: None,
     };
     let decoded = JobRecord::decode(&record.encode()).expect("decodes");
     let DurableState::Failed(kept) = decoded.state else {
@@ -111,6 +158,9 @@ fn next_stage_past_the_end_is_corrupt() {
         next_stage: 1,
         attempts: 0,
         payload_len: 0,
+        priority: 0,
+        footprint: None,
+        placement: None,
     };
     assert!(JobRecord::decode(&record.encode()).is_ok());
     record.next_stage = 2;
@@ -200,6 +250,9 @@ fn journal_round_trips_through_rocksdb_and_tracks_active_jobs() {
             next_stage: u8::try_from(i % 4).expect("small"),
             attempts: u32::try_from(i).expect("small"),
             payload_len: i * 100,
+            priority: u8::try_from(i).expect("small"),
+            footprint: None,
+            placement: None,
         })
         .collect();
     {
