@@ -6,3 +6,4 @@
 
 pub mod appliance;
 pub mod cli;
+pub mod doctor;

@@ -110,6 +110,63 @@ pub fn load_kem_public(path: &Path) -> Result<mlkem768::EncapsulationKey, Error>
     mlkem768::EncapsulationKey::from_bytes(&read_key_file(path)?).map_err(|e| key_error(path, e))
 }
 
+/// Refuses a secret key file the group or others may read (any of the mode bits 0o077).
+///
+/// # Errors
+/// [`Error::KeyFile`] naming the mode and the `chmod 600` that fixes it, or if the file's
+/// metadata cannot be read.
+pub fn require_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| key_error(path, e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(key_error(
+            path,
+            format!(
+                "mode {mode:04o} lets the group or others read this secret key, so the \
+                 appliance refuses to use it; run `chmod 600 {}` (and make it owned by the \
+                 user the appliance runs as)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The secret key files a configuration names or implies that exist now: the identity
+/// (configured, or generated under the data dir), the TLS private key, every shard's ML-KEM
+/// decapsulation key.
+pub fn secret_files(cfg: &firmware_config::Config) -> Vec<PathBuf> {
+    let data_dir = &cfg.appliance.data_dir;
+    let mut out = vec![
+        cfg.appliance
+            .identity_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join(IDENTITY_FILE)),
+        cfg.tls
+            .key
+            .clone()
+            .unwrap_or_else(|| data_dir.join(TLS_KEY_FILE)),
+    ];
+    out.extend(cfg.shards.iter().map(|s| s.kem_key.clone()));
+    out.retain(|p| p.exists());
+    out
+}
+
+/// [`require_private`] on every file of [`secret_files`]: `epa run` starts only when all
+/// pass.
+///
+/// # Errors
+/// The first [`Error::KeyFile`].
+pub fn require_private_secrets(cfg: &firmware_config::Config) -> Result<(), Error> {
+    secret_files(cfg)
+        .iter()
+        .try_for_each(|p| require_private(p))
+}
+
 /// The paths [`generate_keys`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedKeys {
@@ -246,6 +303,27 @@ mod tests {
             load_dsa_seed(&keys.dsa_public),
             Err(Error::KeyFile { .. })
         ));
+    }
+
+    #[test]
+    fn readable_secrets_are_refused_with_the_chmod_fix() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let keys = generate_keys(dir.path(), "s").expect("fresh directory");
+        require_private(&keys.kem_secret).expect("0600 passes");
+        for mode in [0o640, 0o604, 0o644, 0o660] {
+            std::fs::set_permissions(&keys.kem_secret, std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+            let err = require_private(&keys.kem_secret).expect_err("readable secret");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("mode {mode:04o}"))
+                    && msg.contains(&format!("chmod 600 {}", keys.kem_secret.display())),
+                "{msg}"
+            );
+        }
+        std::fs::set_permissions(&keys.kem_secret, std::fs::Permissions::from_mode(0o400))
+            .expect("chmod");
+        require_private(&keys.kem_secret).expect("0400 passes");
     }
 
     #[test]

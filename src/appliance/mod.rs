@@ -106,9 +106,15 @@ impl Settings {
     /// this build cannot use.
     pub fn from_config(cfg: &firmware_config::Config) -> Result<Self, Error> {
         let data_dir = cfg.appliance.data_dir.clone();
+        keys::require_private_secrets(cfg)?;
         let identity =
             keys::load_or_create_identity(&data_dir, cfg.appliance.identity_key.as_deref())?;
-        let tls = keys::load_or_create_tls(&data_dir)?;
+        let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+            (Some(cert), Some(key)) => {
+                Identity::from_der(keys::read_key_file(cert)?, keys::read_key_file(key)?)
+            }
+            _ => keys::load_or_create_tls(&data_dir)?,
+        };
         let parse_addr = |what: &str, s: &str| {
             s.parse::<SocketAddr>()
                 .map_err(|e| Error::Config(format!("{what} `{s}`: {e}")))
