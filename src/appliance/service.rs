@@ -568,6 +568,22 @@ impl WireService for Service {
             live: rx,
         })
     }
+
+    /// A connection that proves possession of a configured aggregator key is that tenant;
+    /// any other key is refused.
+    fn authorize(&self, _peer: PeerInfo, key: &mldsa65::VerifyingKey) -> Result<String, Rejection> {
+        match self.aggregators.get(&KeyId::of(key)) {
+            Some(agg) => Ok(agg.tenant.clone()),
+            None => Err(Rejection::new(
+                RejectCode::UnknownKey,
+                format!(
+                    "key {} is not a tenant of this appliance; add it under [[tenants]]",
+                    KeyId::of(key).to_hex()
+                ),
+                self.limits.max_message_len,
+            )),
+        }
+    }
 }
 
 impl Service {
