@@ -1,5 +1,5 @@
 # EPA: the two commands for a fresh machine are `make demo` and `make test` (see README.md).
-.PHONY: demo test deps fuzz bench
+.PHONY: demo test deps fuzz bench package
 
 demo: deps
 	cargo run --release --locked --bin epa -- demo
@@ -15,3 +15,6 @@ fuzz:
 
 bench:
 	cargo bench --workspace --locked
+
+package:
+	bash scripts/package.sh

@@ -18,6 +18,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "package check (metadata, systemd unit, tarball layout)"
+bash scripts/package.sh --check
+step "supply chain: cargo deny, cargo audit" && bash scripts/supply-chain.sh
+
 if [ "${EPA_SKIP_FUZZ:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   step "fuzz smoke runs (${EPA_FUZZ_SECONDS:=10} s per target)"
   bash scripts/fuzz.sh "$EPA_FUZZ_SECONDS"
