@@ -19,6 +19,15 @@ pub enum Device {
         /// Worker threads available to the kernels.
         threads: usize,
     },
+    /// A GPU (or a software Vulkan driver such as Mesa's lavapipe) driven through wgpu.
+    Gpu {
+        /// The adapter's name as the driver reports it.
+        name: String,
+        /// The driver's name and version.
+        driver: String,
+        /// The graphics API wgpu uses for it (Vulkan, Metal, DX12).
+        api: String,
+    },
 }
 
 /// Which operations a backend implements.

@@ -64,4 +64,41 @@ pub enum Error {
         /// Number of leaves given.
         leaves: usize,
     },
+    /// No GPU adapter with 64-bit shader integers (`SHADER_INT64`) was found for the wgpu
+    /// backend.
+    #[error(
+        "no wgpu adapter with 64-bit shader integers found ({detail}); install a Vulkan driver \
+         (e.g. Mesa's lavapipe from mesa-vulkan-drivers) or use the CPU backend"
+    )]
+    NoAdapter {
+        /// What was found instead.
+        detail: String,
+    },
+    /// The GPU device reported an error (validation, out of memory, device lost) during an
+    /// operation; its result is unusable.
+    #[error(
+        "the GPU device {adapter} failed during {what}: {detail}; retry the work on the CPU \
+         backend and check the driver"
+    )]
+    Gpu {
+        /// The adapter's name.
+        adapter: String,
+        /// The operation that failed.
+        what: String,
+        /// The device's error message.
+        detail: String,
+    },
+    /// A buffer would exceed the device's limits.
+    #[error(
+        "{what} needs a device buffer of {bytes} bytes, more than this device allows \
+         ({limit} bytes); split the work into smaller matrices or use the CPU backend"
+    )]
+    DeviceMemory {
+        /// The buffer that was too large.
+        what: &'static str,
+        /// Bytes needed.
+        bytes: u64,
+        /// The device's limit in bytes.
+        limit: u64,
+    },
 }

@@ -4,7 +4,8 @@
 //! memory, capabilities) and its implementations:
 //!
 //! 1. [`cpu`]: a scalar reference path plus AVX2 / AVX-512 paths chosen at run time (done);
-//! 2. `wgpu`: WGSL compute shaders for any Vulkan, Metal or DX12 GPU (a later issue);
+//! 2. `wgpu` (feature `wgpu`, on by default): WGSL compute shaders for any Vulkan, Metal or
+//!    DX12 GPU with 64-bit shader integers, Mesa's lavapipe included;
 //! 3. `cuda`: CUDA kernels through `cudarc` with dynamic loading (a later issue).
 //!
 //! Operations: batched Goldilocks NTT and coset LDE, Rescue-Prime / BLAKE3 Merkle trees and
@@ -45,7 +46,11 @@ pub mod backend;
 pub mod conformance;
 pub mod cpu;
 mod error;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
+#[cfg(feature = "wgpu")]
+pub use crate::wgpu::WgpuBackend;
 pub use backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix};
 pub use cpu::{CpuBackend, Isa};
 pub use error::Error;

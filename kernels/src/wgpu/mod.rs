@@ -1,0 +1,929 @@
+//! The portable GPU backend: WGSL compute shaders through wgpu (Vulkan, Metal, DX12).
+//!
+//! Every kernel works on winter-math's raw Montgomery words and repeats its integer steps, so
+//! results are bit-exact with the CPU backend and with winter-math / winter-crypto. The
+//! shaders need 64-bit integers (`SHADER_INT64`); products are assembled from 32-bit halves.
+//!
+//! 1. [`WgpuBackend::new`] picks the first adapter with `SHADER_INT64` (a discrete GPU before
+//!    an integrated one before a software driver such as Mesa's lavapipe), or returns
+//!    [`Error::NoAdapter`].
+//! 2. Buffers stay on the device from upload through NTT, LDE and row hashing to the tree;
+//!    only digests, trees and queried rows come back.
+//! 3. A buffer above the device's limits is refused with [`Error::DeviceMemory`]; any device
+//!    error (validation, out of memory, lost device) becomes [`Error::Gpu`], never a panic.
+//!
+//! BLAKE3 commitments are not a GPU kernel yet: [`Backend::commit_rows_blake3`] downloads the
+//! rows and commits on the CPU backend (`Capabilities::merkle_blake3` is `false`).
+
+use std::{
+    fmt,
+    marker::PhantomData,
+    sync::{Arc, Mutex, OnceLock, mpsc},
+};
+
+use winter_crypto::{
+    Hasher, MerkleTree,
+    hashers::{Blake3_256, Rp64_256},
+};
+use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
+
+use crate::{
+    CpuBackend, Error, Isa,
+    backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix, check_len},
+    cpu::ntt,
+};
+
+const FIELD: &str = include_str!("shaders/field.wgsl");
+const NTT_STAGE: &str = include_str!("shaders/ntt_stage.wgsl");
+const PERMUTE: &str = include_str!("shaders/permute.wgsl");
+const LDE_PREP: &str = include_str!("shaders/lde_prep.wgsl");
+const TRANSPOSE: &str = include_str!("shaders/transpose.wgsl");
+const RESCUE: &str = include_str!("shaders/rescue.wgsl");
+const HASH_ROWS: &str = include_str!("shaders/hash_rows.wgsl");
+const MERGE: &str = include_str!("shaders/merge.wgsl");
+
+/// Invocations per workgroup of every kernel (the `@workgroup_size` in the shaders).
+const WORKGROUP: u64 = 64;
+
+/// Bytes of one Goldilocks element.
+const WORD: u64 = 8;
+
+/// The compute pipelines, one per kernel entry point.
+struct Pipelines {
+    dif: wgpu::ComputePipeline,
+    dit: wgpu::ComputePipeline,
+    bitrev: wgpu::ComputePipeline,
+    scale: wgpu::ComputePipeline,
+    lde_prep: wgpu::ComputePipeline,
+    transpose: wgpu::ComputePipeline,
+    hash_rows: wgpu::ComputePipeline,
+    merge: wgpu::ComputePipeline,
+}
+
+/// The portable GPU backend.
+pub struct WgpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    pipelines: Pipelines,
+    /// Rescue constants: MDS row, ARK1, ARK2 (180 words).
+    rescue: wgpu::Buffer,
+    /// The reason the device was lost, once it is.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Errors that escaped every error scope.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    /// The CPU backend for the operations without a GPU kernel (BLAKE3).
+    cpu: OnceLock<CpuBackend>,
+}
+
+impl fmt::Debug for WgpuBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WgpuBackend")
+            .field("adapter", &self.adapter.name)
+            .field("driver", &self.adapter.driver)
+            .field("api", &self.adapter.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A column-major matrix resident on the device.
+#[derive(Debug)]
+pub struct WgpuColumns {
+    buf: wgpu::Buffer,
+    num_rows: usize,
+    num_cols: usize,
+}
+
+impl WgpuColumns {
+    /// Number of rows (the length of every column).
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+
+    /// Number of columns.
+    pub fn num_cols(&self) -> usize {
+        self.num_cols
+    }
+}
+
+/// A row-major matrix resident on the device.
+#[derive(Debug)]
+pub struct WgpuRows {
+    buf: wgpu::Buffer,
+    num_rows: usize,
+    num_cols: usize,
+}
+
+impl WgpuRows {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+
+    /// Number of columns (elements per row).
+    pub fn num_cols(&self) -> usize {
+        self.num_cols
+    }
+}
+
+/// A Merkle tree: on the device (Rp64_256) or already on the host (BLAKE3, built by the CPU
+/// backend).
+pub struct WgpuTree<H: Hasher> {
+    inner: TreeInner<H>,
+}
+
+enum TreeInner<H: Hasher> {
+    Device {
+        leaves: wgpu::Buffer,
+        nodes: wgpu::Buffer,
+        num_leaves: usize,
+        finish: fn(Vec<u64>, Vec<u64>) -> Result<MerkleTree<H>, Error>,
+        _hasher: PhantomData<H>,
+    },
+    Host(MerkleTree<H>),
+}
+
+impl<H: Hasher> fmt::Debug for WgpuTree<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            TreeInner::Device { num_leaves, .. } => f
+                .debug_struct("WgpuTree::Device")
+                .field("leaves", num_leaves)
+                .finish_non_exhaustive(),
+            TreeInner::Host(t) => f
+                .debug_struct("WgpuTree::Host")
+                .field("leaves", &t.leaves().len())
+                .finish(),
+        }
+    }
+}
+
+/// Builds winter-crypto's tree from raw node and leaf words (4 words per digest).
+fn rp_finish(nodes: Vec<u64>, leaves: Vec<u64>) -> Result<MerkleTree<Rp64_256>, Error> {
+    let digest = |w: &[u64]| {
+        <Rp64_256 as Hasher>::Digest::new([
+            BaseElement::from_mont(w[0]),
+            BaseElement::from_mont(w[1]),
+            BaseElement::from_mont(w[2]),
+            BaseElement::from_mont(w[3]),
+        ])
+    };
+    let nodes = nodes.chunks_exact(4).map(digest).collect();
+    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
+    let found = leaves.len();
+    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
+}
+
+fn words_of(elements: &[BaseElement]) -> Vec<u64> {
+    elements.iter().map(|e| e.inner()).collect()
+}
+
+fn elements_of(words: &[u64]) -> Vec<BaseElement> {
+    words.iter().map(|&w| BaseElement::from_mont(w)).collect()
+}
+
+/// `BaseElement::new(k)` as its raw word, split into two `u32` halves for a uniform.
+fn word_halves(w: u64) -> [u32; 2] {
+    [w as u32, (w >> 32) as u32]
+}
+
+/// Order in which adapters are preferred: real GPUs first.
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+impl WgpuBackend {
+    /// The backend on the best adapter with 64-bit shader integers (backends from `WGPU_BACKEND`
+    /// when set, else Vulkan, Metal and DX12).
+    pub fn new() -> Result<Self, Error> {
+        let backends = desc_backends();
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                detail: "no adapter at all".to_owned(),
+            });
+        }
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        adapters.retain(|a| a.features().contains(wgpu::Features::SHADER_INT64));
+        adapters.sort_by_key(|a| device_rank(a.get_info().device_type));
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                detail: format!("adapters without SHADER_INT64: {}", names.join(", ")),
+            })?;
+        Self::on_adapter(adapter)
+    }
+
+    /// The backend on a given adapter (which must offer `SHADER_INT64`).
+    pub fn on_adapter(adapter: wgpu::Adapter) -> Result<Self, Error> {
+        let info = adapter.get_info();
+        if !adapter.features().contains(wgpu::Features::SHADER_INT64) {
+            return Err(Error::NoAdapter {
+                detail: format!("{} lacks SHADER_INT64", info.name),
+            });
+        }
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("epa-kernels"),
+            required_features: wgpu::Features::SHADER_INT64,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Gpu {
+                adapter: info.name.clone(),
+                what: "opening the device".to_owned(),
+                detail: e.to_string(),
+            })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut g = lost_cb.lock().unwrap_or_else(|e| e.into_inner());
+            *g = Some(format!("{reason:?}: {msg}"));
+        });
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let unc = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            unc.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(e.to_string());
+        }));
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = |name: &str, parts: &[&str]| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(parts.concat().into()),
+            })
+        };
+        let ntt_m = module("ntt_stage", &[FIELD, NTT_STAGE]);
+        let perm_m = module("permute", &[FIELD, PERMUTE]);
+        let prep_m = module("lde_prep", &[FIELD, LDE_PREP]);
+        let tr_m = module("transpose", &[FIELD, TRANSPOSE]);
+        let hash_m = module("hash_rows", &[FIELD, RESCUE, HASH_ROWS]);
+        let merge_m = module("merge", &[FIELD, RESCUE, MERGE]);
+        let pipe = |m: &wgpu::ShaderModule, entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: m,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let pipelines = Pipelines {
+            dif: pipe(&ntt_m, "dif"),
+            dit: pipe(&ntt_m, "dit"),
+            bitrev: pipe(&perm_m, "bitrev"),
+            scale: pipe(&perm_m, "scale"),
+            lde_prep: pipe(&prep_m, "lde_prep"),
+            transpose: pipe(&tr_m, "transpose"),
+            hash_rows: pipe(&hash_m, "hash_rows"),
+            merge: pipe(&merge_m, "merge"),
+        };
+        let mut rc = Vec::with_capacity(180);
+        rc.extend(Rp64_256::MDS[0].iter().map(|m| m.as_int()));
+        for ark in [&Rp64_256::ARK1, &Rp64_256::ARK2] {
+            for round in ark.iter() {
+                rc.extend(round.iter().map(|e| e.inner()));
+            }
+        }
+        let rescue = wgpu::util::DeviceExt::create_buffer_init(
+            &device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("rescue constants"),
+                contents: bytemuck::cast_slice(&rc),
+                usage: wgpu::BufferUsages::STORAGE,
+            },
+        );
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                adapter: info.name.clone(),
+                what: "compiling the WGSL kernels".to_owned(),
+                detail: e.to_string(),
+            });
+        }
+        Ok(Self {
+            device,
+            queue,
+            adapter: info,
+            limits,
+            pipelines,
+            rescue,
+            lost,
+            uncaptured,
+            cpu: OnceLock::new(),
+        })
+    }
+
+    /// The adapter this backend runs on (name, driver, graphics API, device type).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter
+    }
+
+    /// The device limits this backend works within.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Largest buffer this backend creates, in bytes: the smaller of the buffer size and the
+    /// storage binding limits.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.limits
+            .max_buffer_size
+            .min(u64::from(self.limits.max_storage_buffer_binding_size))
+    }
+
+    fn gpu_err(&self, what: &str, detail: impl Into<String>) -> Error {
+        Error::Gpu {
+            adapter: self.adapter.name.clone(),
+            what: what.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; any device error during it
+    /// (or a lost device) becomes [`Error::Gpu`].
+    fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        self.check_alive(what)?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(val.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(self.gpu_err(what, e.to_string()));
+        }
+        self.check_alive(what)?;
+        out
+    }
+
+    fn check_alive(&self, what: &str) -> Result<(), Error> {
+        if let Some(reason) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(self.gpu_err(what, format!("device lost ({reason})")));
+        }
+        let mut unc = self.uncaptured.lock().unwrap_or_else(|e| e.into_inner());
+        if !unc.is_empty() {
+            let detail = unc.join("; ");
+            unc.clear();
+            return Err(self.gpu_err(what, detail));
+        }
+        Ok(())
+    }
+
+    /// Checks a buffer size against the device limits.
+    fn check_bytes(&self, what: &'static str, words: usize) -> Result<u64, Error> {
+        let bytes = (words as u64).saturating_mul(WORD).max(WORD);
+        let limit = self.max_buffer_bytes();
+        // Kernels index words with 32-bit integers.
+        let limit = limit.min(u64::from(u32::MAX) * WORD);
+        if bytes > limit {
+            return Err(Error::DeviceMemory { what, bytes, limit });
+        }
+        Ok(bytes)
+    }
+
+    fn storage(&self, what: &'static str, words: usize) -> Result<wgpu::Buffer, Error> {
+        let size = self.check_bytes(what, words)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    fn upload(&self, what: &'static str, words: &[u64]) -> Result<wgpu::Buffer, Error> {
+        let buf = self.storage(what, words.len())?;
+        if !words.is_empty() {
+            self.queue
+                .write_buffer(&buf, 0, bytemuck::cast_slice(words));
+        }
+        Ok(buf)
+    }
+
+    fn uniform(&self, params: &[u32]) -> wgpu::Buffer {
+        wgpu::util::DeviceExt::create_buffer_init(
+            &self.device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        )
+    }
+
+    /// Workgroup grid covering `threads` invocations within the per-dimension limit.
+    fn grid(&self, threads: u64) -> (u32, u32) {
+        let groups = threads.div_ceil(WORKGROUP).max(1);
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension.max(1));
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        (x as u32, y as u32)
+    }
+
+    /// Encodes and submits a sequence of dispatches (each: pipeline, storage buffers in binding
+    /// order, params, invocations) and waits for them.
+    fn dispatch(&self, work: &[Dispatch<'_>]) -> Result<(), Error> {
+        let groups: Vec<(wgpu::BindGroup, (u32, u32))> = work
+            .iter()
+            .map(|d| {
+                let params = self.uniform(&d.params);
+                let mut entries: Vec<wgpu::BindGroupEntry<'_>> = d
+                    .buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: b.as_entire_binding(),
+                    })
+                    .collect();
+                entries.push(wgpu::BindGroupEntry {
+                    binding: d.buffers.len() as u32,
+                    resource: params.as_entire_binding(),
+                });
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &d.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                (bg, self.grid(d.threads))
+            })
+            .collect();
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            for (d, (bg, (x, y))) in work.iter().zip(&groups) {
+                pass.set_pipeline(d.pipeline);
+                pass.set_bind_group(0, bg, &[]);
+                pass.dispatch_workgroups(*x, *y, 1);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        self.wait()
+    }
+
+    fn wait(&self) -> Result<(), Error> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| self.gpu_err("waiting for the device", e.to_string()))
+    }
+
+    /// Copies byte ranges `(offset, len)` of `src` back to the host as words, in one submit.
+    fn read_back(&self, src: &wgpu::Buffer, ranges: &[(u64, u64)]) -> Result<Vec<u64>, Error> {
+        let total: u64 = ranges.iter().map(|r| r.1).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut at = 0;
+        for &(off, len) in ranges {
+            enc.copy_buffer_to_buffer(src, off, &staging, at, len);
+            at += len;
+        }
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            // The receiver lives until the poll below returns.
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.gpu_err("mapping a readback buffer", e.to_string())),
+            Err(_) => {
+                return Err(self.gpu_err(
+                    "mapping a readback buffer",
+                    "the map did not complete after the device was idle",
+                ));
+            }
+        }
+        let words = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| self.gpu_err("reading a readback buffer", e.to_string()))?;
+            bytemuck::pod_collect_to_vec::<u8, u64>(&view)
+        };
+        staging.unmap();
+        Ok(words)
+    }
+
+    fn read_all(&self, src: &wgpu::Buffer, words: usize) -> Result<Vec<u64>, Error> {
+        self.read_back(src, &[(0, words as u64 * WORD)])
+    }
+
+    fn twiddles(&self, n: usize, inverse: bool) -> Result<wgpu::Buffer, Error> {
+        let t = ntt::Twiddles::new(n.max(2));
+        self.upload("twiddles", if inverse { &t.inv } else { &t.fwd })
+    }
+
+    /// Radix-2 stages over every segment of `n` words in `x` (`segments` of them).
+    fn stages<'a>(
+        &'a self,
+        x: &'a wgpu::Buffer,
+        tw: &'a wgpu::Buffer,
+        n: usize,
+        segments: usize,
+        dit: bool,
+        out: &mut Vec<Dispatch<'a>>,
+    ) {
+        let total = (segments * n / 2) as u64;
+        let mut hs: Vec<usize> = (0..n.trailing_zeros()).map(|s| 1usize << s).collect();
+        if !dit {
+            hs.reverse();
+        }
+        for h in hs {
+            out.push(Dispatch {
+                pipeline: if dit {
+                    &self.pipelines.dit
+                } else {
+                    &self.pipelines.dif
+                },
+                buffers: vec![x, tw],
+                params: vec![n as u32, h as u32, total as u32, 0],
+                threads: total,
+            });
+        }
+    }
+
+    /// Forward or inverse NTT of every column: DIF, bit reversal, and `1/n` for the inverse.
+    fn transform(&self, columns: &mut WgpuColumns, inverse: bool) -> Result<(), Error> {
+        let n = columns.num_rows;
+        if n < 2 {
+            return Ok(());
+        }
+        let what = if inverse { "inverse NTT" } else { "NTT" };
+        self.guarded(what, || {
+            let tw = self.twiddles(n, inverse)?;
+            let words = (n * columns.num_cols) as u64;
+            let mut work = Vec::new();
+            self.stages(&columns.buf, &tw, n, columns.num_cols, false, &mut work);
+            work.push(Dispatch {
+                pipeline: &self.pipelines.bitrev,
+                buffers: vec![&columns.buf],
+                params: vec![n as u32, n.trailing_zeros(), words as u32, 0, 0, 0, 0, 0],
+                threads: words,
+            });
+            if inverse {
+                let inv_n = BaseElement::new(n as u64).inv().inner();
+                let [lo, hi] = word_halves(inv_n);
+                work.push(Dispatch {
+                    pipeline: &self.pipelines.scale,
+                    buffers: vec![&columns.buf],
+                    params: vec![n as u32, 0, words as u32, 0, lo, hi, 0, 0],
+                    threads: words,
+                });
+            }
+            self.dispatch(&work)
+        })
+    }
+
+    /// Row hashes of a device matrix into a device buffer of digests (4 words each).
+    fn hash_rows_device(&self, rows: &WgpuRows) -> Result<wgpu::Buffer, Error> {
+        let digests = self.storage("row digests", rows.num_rows * 4)?;
+        let [lo, hi] = word_halves(BaseElement::new(rows.num_cols as u64).inner());
+        self.dispatch(&[Dispatch {
+            pipeline: &self.pipelines.hash_rows,
+            buffers: vec![&rows.buf, &self.rescue, &digests],
+            params: vec![rows.num_cols as u32, rows.num_rows as u32, lo, hi],
+            threads: rows.num_rows as u64,
+        }])?;
+        Ok(digests)
+    }
+
+    /// Inner nodes over device leaves (`num_leaves` a power of two, at least 2).
+    fn tree_device(
+        &self,
+        leaves: wgpu::Buffer,
+        num_leaves: usize,
+    ) -> Result<WgpuTree<Rp64_256>, Error> {
+        let nodes = self.storage("Merkle nodes", num_leaves * 4)?;
+        self.queue
+            .write_buffer(&nodes, 0, bytemuck::cast_slice(&[0u64; 4]));
+        let [lo, hi] = word_halves(BaseElement::new(8).inner());
+        let mut work = Vec::new();
+        let mut m = num_leaves / 2;
+        let mut first = true;
+        while m >= 1 {
+            // Parents nodes[m..2m]; children leaves[0..2m] or nodes[2m..4m].
+            let (flag, src) = if first { (1, 0) } else { (0, 2 * m) };
+            work.push(Dispatch {
+                pipeline: &self.pipelines.merge,
+                buffers: vec![&leaves, &nodes, &self.rescue],
+                params: vec![flag, src as u32, m as u32, m as u32, lo, hi, 0, 0],
+                threads: m as u64,
+            });
+            first = false;
+            m /= 2;
+        }
+        self.dispatch(&work)?;
+        Ok(WgpuTree {
+            inner: TreeInner::Device {
+                leaves,
+                nodes,
+                num_leaves,
+                finish: rp_finish,
+                _hasher: PhantomData,
+            },
+        })
+    }
+
+    fn cpu(&self) -> Result<&CpuBackend, Error> {
+        if let Some(c) = self.cpu.get() {
+            return Ok(c);
+        }
+        let c = CpuBackend::with_isa(Isa::best())?;
+        Ok(self.cpu.get_or_init(|| c))
+    }
+}
+
+fn desc_backends() -> wgpu::Backends {
+    wgpu::Backends::from_env()
+        .unwrap_or(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12)
+}
+
+/// One kernel launch: pipeline, storage buffers in binding order (the params uniform follows
+/// them), the params words, and the number of invocations.
+struct Dispatch<'a> {
+    pipeline: &'a wgpu::ComputePipeline,
+    buffers: Vec<&'a wgpu::Buffer>,
+    params: Vec<u32>,
+    threads: u64,
+}
+
+/// Largest transform of this backend: kernels index words with 32-bit integers.
+const MAX_LOG_SIZE: u32 = 31;
+
+impl Backend for WgpuBackend {
+    type Columns = WgpuColumns;
+    type Rows = WgpuRows;
+    type Tree<H: Hasher> = WgpuTree<H>;
+
+    fn info(&self) -> BackendInfo {
+        let max_words = self.max_buffer_bytes() / WORD;
+        let max_log = max_words.max(1).ilog2().min(MAX_LOG_SIZE);
+        BackendInfo {
+            name: "wgpu".to_owned(),
+            device: Device::Gpu {
+                name: self.adapter.name.clone(),
+                driver: format!("{} {}", self.adapter.driver, self.adapter.driver_info)
+                    .trim()
+                    .to_owned(),
+                api: format!("{:?}", self.adapter.backend),
+            },
+            memory_bytes: Some(self.max_buffer_bytes()),
+            capabilities: Capabilities {
+                ntt: true,
+                coset_lde: true,
+                merkle_rp64_256: true,
+                merkle_blake3: false,
+                mlkem768_decap: false,
+                max_log_size: max_log,
+            },
+        }
+    }
+
+    fn upload_columns(&self, host: ColumnMatrix) -> Result<WgpuColumns, Error> {
+        self.guarded("uploading columns", || {
+            Ok(WgpuColumns {
+                buf: self.upload("columns", &words_of(host.data()))?,
+                num_rows: host.num_rows(),
+                num_cols: host.num_cols(),
+            })
+        })
+    }
+
+    fn upload_rows(&self, host: RowMatrix) -> Result<WgpuRows, Error> {
+        self.guarded("uploading rows", || {
+            Ok(WgpuRows {
+                buf: self.upload("rows", &words_of(host.data()))?,
+                num_rows: host.num_rows(),
+                num_cols: host.num_cols(),
+            })
+        })
+    }
+
+    fn download_columns(&self, columns: &WgpuColumns) -> Result<ColumnMatrix, Error> {
+        let words = self.guarded("downloading columns", || {
+            self.read_all(&columns.buf, columns.num_rows * columns.num_cols)
+        })?;
+        ColumnMatrix::from_column_major(elements_of(&words), columns.num_rows)
+    }
+
+    fn download_rows(&self, rows: &WgpuRows) -> Result<RowMatrix, Error> {
+        let words = self.guarded("downloading rows", || {
+            self.read_all(&rows.buf, rows.num_rows * rows.num_cols)
+        })?;
+        RowMatrix::from_row_major(elements_of(&words), rows.num_cols)
+    }
+
+    fn read_rows(
+        &self,
+        rows: &WgpuRows,
+        indexes: &[usize],
+    ) -> Result<Vec<Vec<BaseElement>>, Error> {
+        let row_bytes = rows.num_cols as u64 * WORD;
+        let mut ranges = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            if i >= rows.num_rows {
+                return Err(Error::Shape {
+                    what: "row index (must be below)",
+                    expected: rows.num_rows,
+                    found: i,
+                });
+            }
+            ranges.push((i as u64 * row_bytes, row_bytes));
+        }
+        let words = self.guarded("reading queried rows", || {
+            self.read_back(&rows.buf, &ranges)
+        })?;
+        Ok(words.chunks_exact(rows.num_cols).map(elements_of).collect())
+    }
+
+    fn ntt(&self, columns: &mut WgpuColumns) -> Result<(), Error> {
+        self.transform(columns, false)
+    }
+
+    fn intt(&self, columns: &mut WgpuColumns) -> Result<(), Error> {
+        self.transform(columns, true)
+    }
+
+    fn coset_lde(
+        &self,
+        coefficients: &WgpuColumns,
+        blowup: usize,
+        offset: BaseElement,
+    ) -> Result<WgpuRows, Error> {
+        if !blowup.is_power_of_two() {
+            return Err(Error::NotPowerOfTwo {
+                what: "LDE blowup factor",
+                len: blowup,
+            });
+        }
+        if offset == BaseElement::ZERO {
+            return Err(Error::ZeroOffset);
+        }
+        let n = coefficients.num_rows;
+        let cols = coefficients.num_cols;
+        let big = n.checked_mul(blowup).ok_or(Error::TooLarge {
+            what: "LDE domain",
+            log_size: n.ilog2() + blowup.ilog2(),
+            max_log: MAX_LOG_SIZE,
+        })?;
+        check_len("LDE domain", big)?;
+        let words = big.checked_mul(cols).ok_or(Error::DeviceMemory {
+            what: "LDE matrix",
+            bytes: u64::MAX,
+            limit: self.max_buffer_bytes(),
+        })?;
+        self.check_bytes("LDE matrix", words)?;
+        self.guarded("coset LDE", || {
+            // Shift powers (offset * g^t)^rev(p) for every coset t, in DIT input order.
+            let g = BaseElement::get_root_of_unity(big.ilog2());
+            let mut powers = Vec::with_capacity(big);
+            for t in 0..blowup {
+                powers.extend(ntt::shift_powers_bitrev(offset * g.exp(t as u64), n));
+            }
+            let powers = self.upload("LDE shift powers", &powers)?;
+            let scratch = self.storage("LDE cosets", words)?;
+            let out = self.storage("LDE rows", words)?;
+            let tw = self.twiddles(n, false)?;
+            let mut work = vec![Dispatch {
+                pipeline: &self.pipelines.lde_prep,
+                buffers: vec![&coefficients.buf, &powers, &scratch],
+                params: vec![n as u32, n.trailing_zeros(), big as u32, words as u32],
+                threads: words as u64,
+            }];
+            self.stages(&scratch, &tw, n, cols * blowup, true, &mut work);
+            work.push(Dispatch {
+                pipeline: &self.pipelines.transpose,
+                buffers: vec![&scratch, &out],
+                params: vec![n as u32, blowup as u32, cols as u32, words as u32],
+                threads: words as u64,
+            });
+            self.dispatch(&work)?;
+            Ok(WgpuRows {
+                buf: out,
+                num_rows: big,
+                num_cols: cols,
+            })
+        })
+    }
+
+    fn hash_rows_rp64_256(
+        &self,
+        rows: &WgpuRows,
+    ) -> Result<Vec<<Rp64_256 as Hasher>::Digest>, Error> {
+        let words = self.guarded("Rp64_256 row hashing", || {
+            let d = self.hash_rows_device(rows)?;
+            self.read_all(&d, rows.num_rows * 4)
+        })?;
+        Ok(words
+            .chunks_exact(4)
+            .map(|w| {
+                <Rp64_256 as Hasher>::Digest::new([
+                    BaseElement::from_mont(w[0]),
+                    BaseElement::from_mont(w[1]),
+                    BaseElement::from_mont(w[2]),
+                    BaseElement::from_mont(w[3]),
+                ])
+            })
+            .collect())
+    }
+
+    fn merkle_tree_rp64_256(
+        &self,
+        leaves: Vec<<Rp64_256 as Hasher>::Digest>,
+    ) -> Result<WgpuTree<Rp64_256>, Error> {
+        if leaves.len() < 2 {
+            return Err(Error::TooFewLeaves {
+                leaves: leaves.len(),
+            });
+        }
+        check_len("number of Merkle leaves", leaves.len())?;
+        let words: Vec<u64> = leaves
+            .iter()
+            .flat_map(|d| d.as_elements().iter().map(|e| e.inner()))
+            .collect();
+        self.guarded("Rp64_256 Merkle tree", || {
+            let buf = self.upload("Merkle leaves", &words)?;
+            self.tree_device(buf, leaves.len())
+        })
+    }
+
+    fn commit_rows_rp64_256(&self, rows: &WgpuRows) -> Result<WgpuTree<Rp64_256>, Error> {
+        if rows.num_rows < 2 {
+            return Err(Error::TooFewLeaves {
+                leaves: rows.num_rows,
+            });
+        }
+        check_len("number of Merkle leaves", rows.num_rows)?;
+        self.guarded("Rp64_256 commitment", || {
+            let leaves = self.hash_rows_device(rows)?;
+            self.tree_device(leaves, rows.num_rows)
+        })
+    }
+
+    fn commit_rows_blake3(
+        &self,
+        rows: &WgpuRows,
+    ) -> Result<WgpuTree<Blake3_256<BaseElement>>, Error> {
+        let host = self.download_rows(rows)?;
+        let cpu = self.cpu()?;
+        Ok(WgpuTree {
+            inner: TreeInner::Host(cpu.commit_rows_blake3(&host)?),
+        })
+    }
+
+    fn download_tree<H: Hasher>(&self, tree: WgpuTree<H>) -> Result<MerkleTree<H>, Error> {
+        match tree.inner {
+            TreeInner::Host(t) => Ok(t),
+            TreeInner::Device {
+                leaves,
+                nodes,
+                num_leaves,
+                finish,
+                ..
+            } => {
+                let (n, l) = self.guarded("downloading a Merkle tree", || {
+                    Ok((
+                        self.read_all(&nodes, num_leaves * 4)?,
+                        self.read_all(&leaves, num_leaves * 4)?,
+                    ))
+                })?;
+                finish(n, l)
+            }
+        }
+    }
+}

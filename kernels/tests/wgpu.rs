@@ -1,0 +1,233 @@
+//! The wgpu backend on whatever adapter this machine has (Mesa's lavapipe in CI): the whole
+//! conformance suite, the device-resident prover path against the CPU backend, device limits
+//! and typed errors.
+//!
+//! Without an adapter every test prints "skipped: no Vulkan adapter" to stderr and passes,
+//! unless `EPA_REQUIRE_WGPU=1` is set: then a missing adapter fails the run.
+
+#![cfg(feature = "wgpu")]
+
+use std::{io::Write, sync::OnceLock};
+
+use epa_kernels::{
+    Backend, ColumnMatrix, CpuBackend, Device, Error, RowMatrix, WgpuBackend, conformance,
+};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use winter_math::{StarkField, fields::f64::BaseElement};
+
+/// Environment variable that turns a missing adapter into a failure.
+const REQUIRE_ENV: &str = "EPA_REQUIRE_WGPU";
+
+fn backend() -> Option<&'static WgpuBackend> {
+    static BACKEND: OnceLock<Option<WgpuBackend>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| match WgpuBackend::new() {
+            Ok(b) => {
+                let i = b.adapter_info();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "wgpu adapter: {} (driver {} {}, {:?}, {:?})",
+                    i.name,
+                    i.driver,
+                    i.driver_info,
+                    i.backend,
+                    i.device_type
+                );
+                Some(b)
+            }
+            Err(e) => {
+                if std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1") {
+                    panic!("{REQUIRE_ENV}=1 but the wgpu backend is unavailable: {e}");
+                }
+                let _ = writeln!(std::io::stderr(), "skipped: no Vulkan adapter ({e})");
+                None
+            }
+        })
+        .as_ref()
+}
+
+#[test]
+fn reports_the_adapter_and_its_limits() {
+    let Some(b) = backend() else { return };
+    let info = b.info();
+    assert_eq!(info.name, "wgpu");
+    match &info.device {
+        Device::Gpu { name, driver, api } => {
+            assert!(!name.is_empty() && !api.is_empty());
+            eprintln!("adapter {name}, driver {driver}, api {api}");
+        }
+        other => panic!("a wgpu backend must report a GPU device, got {other:?}"),
+    }
+    let max = b.max_buffer_bytes();
+    assert_eq!(info.memory_bytes, Some(max));
+    assert!(max >= 1 << 20, "buffer limit {max} below 1 MiB");
+    let caps = info.capabilities;
+    assert!(caps.ntt && caps.coset_lde && caps.merkle_rp64_256);
+    assert!(!caps.merkle_blake3 && !caps.mlkem768_decap);
+    assert!(1u64 << caps.max_log_size <= max / 8);
+    eprintln!(
+        "limits: max buffer {} B, max storage binding {} B, max workgroups/dim {}",
+        b.limits().max_buffer_size,
+        b.limits().max_storage_buffer_binding_size,
+        b.limits().max_compute_workgroups_per_dimension
+    );
+}
+
+#[test]
+fn passes_ntt_conformance() {
+    let Some(b) = backend() else { return };
+    assert!(conformance::check_ntt(b) > 0);
+}
+
+#[test]
+fn passes_lde_conformance() {
+    let Some(b) = backend() else { return };
+    assert!(conformance::check_lde(b) > 0);
+}
+
+#[test]
+fn passes_rp64_256_merkle_conformance() {
+    let Some(b) = backend() else { return };
+    assert!(conformance::check_merkle_rp64(b) > 0);
+}
+
+#[test]
+fn passes_blake3_merkle_conformance() {
+    let Some(b) = backend() else { return };
+    assert!(conformance::check_merkle_blake3(b) > 0);
+}
+
+/// The prover's path with everything on the device: interpolate, extend, commit; only the
+/// root, openings and queried rows come back, and they equal the CPU backend's.
+#[test]
+fn device_resident_trace_commitment_matches_cpu() {
+    let Some(b) = backend() else { return };
+    let cpu = CpuBackend::new().expect("the CPU backend always builds");
+    let seed = conformance::fresh_seed();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let (n, cols, blowup) = (1usize << 9, 7, 4);
+    let trace: Vec<Vec<BaseElement>> = (0..cols)
+        .map(|_| conformance::random_elements(&mut rng, n))
+        .collect();
+    let m = ColumnMatrix::new(trace).expect("equal power-of-two columns");
+
+    let mut g = b.upload_columns(m.clone()).expect("upload");
+    b.intt(&mut g).expect("intt");
+    let g_lde = b
+        .coset_lde(&g, blowup, BaseElement::GENERATOR)
+        .expect("lde");
+    let g_tree = b
+        .download_tree(b.commit_rows_rp64_256(&g_lde).expect("commit"))
+        .expect("tree");
+
+    let mut c = cpu.upload_columns(m).expect("upload");
+    cpu.intt(&mut c).expect("intt");
+    let c_lde = cpu
+        .coset_lde(&c, blowup, BaseElement::GENERATOR)
+        .expect("lde");
+    let c_tree = cpu
+        .download_tree(cpu.commit_rows_rp64_256(&c_lde).expect("commit"))
+        .expect("tree");
+    assert_eq!(g_tree.root(), c_tree.root(), "seed {seed}");
+
+    let queries: Vec<usize> = (0..8)
+        .map(|i| (i * 257 + seed as usize) % (n * blowup))
+        .collect();
+    let g_rows = b.read_rows(&g_lde, &queries).expect("read rows");
+    let c_rows = cpu.read_rows(&c_lde, &queries).expect("read rows");
+    assert_eq!(g_rows, c_rows, "seed {seed}");
+    for &q in &queries {
+        assert_eq!(
+            g_tree.prove(q).ok(),
+            c_tree.prove(q).ok(),
+            "seed {seed}, leaf {q}"
+        );
+    }
+}
+
+#[test]
+fn out_of_range_rows_and_bad_parameters_are_typed_errors() {
+    let Some(b) = backend() else { return };
+    let rows = b
+        .upload_rows(
+            RowMatrix::from_row_major((0..12u64).map(BaseElement::new).collect(), 3)
+                .expect("4 rows of 3"),
+        )
+        .expect("upload");
+    assert_eq!(
+        b.read_rows(&rows, &[1, 4]),
+        Err(Error::Shape {
+            what: "row index (must be below)",
+            expected: 4,
+            found: 4
+        })
+    );
+    let cols = b
+        .upload_columns(ColumnMatrix::new(vec![vec![BaseElement::new(3); 8]]).expect("8"))
+        .expect("upload");
+    assert_eq!(
+        b.coset_lde(&cols, 3, BaseElement::GENERATOR).err(),
+        Some(Error::NotPowerOfTwo {
+            what: "LDE blowup factor",
+            len: 3
+        })
+    );
+    assert_eq!(
+        b.coset_lde(&cols, 2, BaseElement::new(0)).err(),
+        Some(Error::ZeroOffset)
+    );
+    assert!(matches!(
+        b.merkle_tree_rp64_256(Vec::new()),
+        Err(Error::TooFewLeaves { leaves: 0 })
+    ));
+}
+
+/// A job larger than the device's buffers is refused with a typed error before any
+/// allocation, never a crash.
+#[test]
+fn work_above_the_device_limits_is_refused() {
+    let Some(b) = backend() else { return };
+    let cols = b
+        .upload_columns(
+            ColumnMatrix::new(vec![vec![BaseElement::new(5); 1 << 10]; 4]).expect("4 x 2^10"),
+        )
+        .expect("upload");
+    // 2^32 rows x 4 columns: 128 GiB, beyond any storage binding (at most 4 GiB).
+    match b.coset_lde(&cols, 1 << 22, BaseElement::GENERATOR) {
+        Err(Error::DeviceMemory { bytes, limit, .. }) => {
+            assert_eq!(bytes, (1u64 << 34) * 8);
+            assert!(limit < bytes);
+        }
+        other => panic!("expected DeviceMemory, got {other:?}"),
+    }
+    // The backend still works afterwards.
+    let back = b.download_columns(&cols).expect("download");
+    assert_eq!(back.column(3)[1023], BaseElement::new(5));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// Forward NTT then LDE of random columns equal the CPU backend's, element for element.
+    #[test]
+    fn ntt_and_lde_match_cpu(log_n in 1u32..9, cols in 1usize..4, log_blowup in 0u32..4,
+                             seed in any::<u64>(), offset in 1u64..BaseElement::MODULUS) {
+        let Some(b) = backend() else { return Ok(()) };
+        let cpu = CpuBackend::new().expect("the CPU backend always builds");
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let data: Vec<Vec<BaseElement>> =
+            (0..cols).map(|_| conformance::random_elements(&mut rng, 1 << log_n)).collect();
+        let m = ColumnMatrix::new(data).expect("equal power-of-two columns");
+        let mut g = b.upload_columns(m.clone()).expect("upload");
+        let mut c = cpu.upload_columns(m).expect("upload");
+        b.ntt(&mut g).expect("ntt");
+        cpu.ntt(&mut c).expect("ntt");
+        prop_assert_eq!(b.download_columns(&g).expect("download"), c.clone());
+        let off = BaseElement::new(offset);
+        let gl = b.coset_lde(&g, 1 << log_blowup, off).expect("lde");
+        let cl = cpu.coset_lde(&c, 1 << log_blowup, off).expect("lde");
+        prop_assert_eq!(b.download_rows(&gl).expect("download"), cl);
+    }
+}
