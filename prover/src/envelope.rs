@@ -282,8 +282,19 @@ pub(crate) fn check_proof_shape(proof: &[u8], expected: &ExpectedShape) -> Resul
         let len = r.vint(paths)?;
         check_multiproof(r.take(paths, len)?, lde_depth, &bad)?;
     }
-    r.u16_prefixed("out-of-domain trace states")?;
-    r.u16_prefixed("out-of-domain quotient states")?;
+    // winterfell's `OodFrame::parse` asserts (panics) that each frame starts with its frame
+    // size, 2 (current and next row): check it here so such a proof is a typed error.
+    for what in [
+        "out-of-domain trace states",
+        "out-of-domain quotient states",
+    ] {
+        let frame = r.u16_prefixed(what)?;
+        if frame.first() != Some(&OOD_FRAME_SIZE) {
+            return Err(bad(format!(
+                "{what} do not start with the frame size {OOD_FRAME_SIZE}"
+            )));
+        }
+    }
     let layers = r.u8("FRI layer count")?;
     let fold_bits = expected.options.to_fri_options().folding_factor().ilog2();
     for i in 0..u32::from(layers) {
@@ -304,6 +315,9 @@ pub(crate) fn check_proof_shape(proof: &[u8], expected: &ExpectedShape) -> Resul
     r.u64("proof-of-work nonce")?;
     r.finish("winterfell proof")
 }
+
+/// Rows in an out-of-domain frame (current and next), the first byte of each serialized frame.
+const OOD_FRAME_SIZE: u8 = 2;
 
 /// Serialized size of a digest of both supported hashes (`Blake3_256`: 32 bytes; `Rp64_256`:
 /// 4 × 8 bytes).

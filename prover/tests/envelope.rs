@@ -208,3 +208,35 @@ fn explicit_options_verify_and_min_security_policy() {
     ));
     assert!(verify_envelope_min_security(honest(HashId::Rp64_256), 96).is_ok());
 }
+
+/// Regression (found by the `proof_envelope` fuzz target): a proof whose out-of-domain frame
+/// does not start with its frame size made winterfell's `OodFrame::parse` panic inside the
+/// verifier. The shape check now refuses it as a malformed proof before winterfell sees it.
+#[test]
+fn ood_frame_size_is_checked_before_winterfell() {
+    let params = ProofParams {
+        num_queries: 4,
+        blowup_factor: 8,
+        grinding_factor: 0,
+        field_extension: 2,
+        fri_folding_factor: 4,
+        fri_remainder_max_degree: 7,
+    };
+    let request = ProveRequest::RescueChain {
+        seed: epa_prover::air::rescue_chain::seed_from_elements(&[]),
+        steps: 4,
+    };
+    let mut bytes = registry::prove(&request, OptionsChoice::Explicit(params), HashId::ALL[0])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    // The fuzzer's input `00 06 ff ff 01 01`: selector 0, one edit flipping bit 0 at 0xffff06.
+    let len = bytes.len();
+    bytes[0xff_ff06 % len] ^= 0x01;
+    match verify_envelope(&bytes) {
+        Err(Error::MalformedProof { reason, .. }) => {
+            assert!(reason.contains("frame size"), "unexpected reason: {reason}")
+        }
+        other => panic!("expected a malformed-proof error, got {other:?}"),
+    }
+}
