@@ -6,6 +6,11 @@ use winter_crypto::{
 };
 use winter_math::fields::f64::BaseElement;
 
+use crypto::kem::{
+    SharedSecret,
+    mlkem768::{Ciphertext, DecapsulationKey},
+};
+
 use crate::{Error, cpu::Isa};
 
 /// Where a backend computes.
@@ -314,4 +319,21 @@ pub trait Backend: Send + Sync {
     /// Brings a tree to the host as winter-crypto's `MerkleTree` (root, leaves and all nodes
     /// for openings).
     fn download_tree<H: Hasher>(&self, tree: Self::Tree<H>) -> Result<MerkleTree<H>, Error>;
+
+    /// ML-KEM-768 decapsulation (FIPS 203 `ML-KEM.Decaps`) of every ciphertext under one key:
+    /// one shared secret per ciphertext, in order, each zeroized on drop. Bit-exact with
+    /// [`DecapsulationKey::decapsulate`], including the implicit-rejection secret of tampered
+    /// ciphertexts. Backends without it ([`Capabilities::mlkem768_decap`] false) return
+    /// [`Error::Unsupported`].
+    fn decap_batch(
+        &self,
+        dk: &DecapsulationKey,
+        ciphertexts: &[Ciphertext],
+    ) -> Result<Vec<SharedSecret>, Error> {
+        let _ = (dk, ciphertexts);
+        Err(Error::Unsupported {
+            backend: self.info().name,
+            operation: "ML-KEM-768 batch decapsulation",
+        })
+    }
 }

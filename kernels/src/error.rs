@@ -64,6 +64,17 @@ pub enum Error {
         /// Number of leaves given.
         leaves: usize,
     },
+    /// The backend does not implement the operation (see its `BackendInfo::capabilities`).
+    #[error(
+        "the {backend} backend does not implement {operation}; check its capabilities first \
+         and use the CPU backend for this operation"
+    )]
+    Unsupported {
+        /// Name of the backend.
+        backend: String,
+        /// The operation asked for.
+        operation: &'static str,
+    },
     /// No GPU adapter with 64-bit shader integers (`SHADER_INT64`) was found for the wgpu
     /// backend.
     #[error(

@@ -52,5 +52,5 @@ pub mod wgpu;
 #[cfg(feature = "wgpu")]
 pub use crate::wgpu::WgpuBackend;
 pub use backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix};
-pub use cpu::{CpuBackend, Isa};
+pub use cpu::{CpuBackend, Isa, KemPath};
 pub use error::Error;

@@ -11,6 +11,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crypto::kem::{
+    SharedSecret,
+    mlkem768::{Ciphertext, DecapsulationKey},
+};
 use rayon::prelude::*;
 use winter_crypto::{
     Hasher, MerkleTree,
@@ -29,12 +33,14 @@ use crate::{
 pub(crate) mod field;
 mod kernels;
 mod merkle;
+mod mlkem;
 pub(crate) mod ntt;
 pub(crate) mod packed;
 mod rescue;
 mod words;
 
 use kernels::Kernels;
+pub use mlkem::KemPath;
 
 /// Name of the environment variable that overrides the instruction set of [`CpuBackend::new`].
 pub const SIMD_ENV: &str = "EPA_SIMD";
@@ -111,6 +117,7 @@ pub struct CpuBackend {
     kernels: Kernels,
     twiddles: Mutex<Option<Arc<ntt::Twiddles>>>,
     rescue: rescue::Constants,
+    kem_path: KemPath,
 }
 
 impl fmt::Debug for CpuBackend {
@@ -150,12 +157,26 @@ impl CpuBackend {
             kernels,
             twiddles: Mutex::new(None),
             rescue: rescue::Constants::new(),
+            // The scalar backend is the reference configuration: it runs libcrux's portable
+            // ML-KEM too, so both implementations are reachable through the public API.
+            kem_path: if isa == Isa::Scalar {
+                KemPath::Portable
+            } else {
+                KemPath::detect()
+            },
         })
     }
 
     /// The instruction set of this backend's kernels.
     pub fn isa(&self) -> Isa {
         self.kernels.isa()
+    }
+
+    /// The ML-KEM implementation [`Backend::decap_batch`] runs: libcrux's AVX2 one when this
+    /// CPU has AVX2 (detected at run time), its portable one otherwise or on the scalar
+    /// backend.
+    pub fn kem_path(&self) -> KemPath {
+        self.kem_path
     }
 
     /// Twiddles covering transforms of `n` points, cached across calls.
@@ -238,7 +259,7 @@ impl Backend for CpuBackend {
                 coset_lde: true,
                 merkle_rp64_256: true,
                 merkle_blake3: true,
-                mlkem768_decap: false,
+                mlkem768_decap: true,
                 max_log_size: MAX_LOG_SIZE,
             },
         }
@@ -428,5 +449,13 @@ impl Backend for CpuBackend {
 
     fn download_tree<H: Hasher>(&self, tree: MerkleTree<H>) -> Result<MerkleTree<H>, Error> {
         Ok(tree)
+    }
+
+    fn decap_batch(
+        &self,
+        dk: &DecapsulationKey,
+        ciphertexts: &[Ciphertext],
+    ) -> Result<Vec<SharedSecret>, Error> {
+        Ok(mlkem::decap_batch(dk, ciphertexts, self.kem_path))
     }
 }
