@@ -5,6 +5,15 @@
 #[non_exhaustive]
 pub enum Error {
     // ---- envelope / options / registry / prover variants go here ----
+    /// A compute backend of the accelerated prover failed or could not be built.
+    #[error("compute backend failed: {0}; check EPA_SIMD or pick another backend")]
+    Backend(#[from] kernels::Error),
+    /// A vector commitment over row hashes could not be built.
+    #[error("building the row commitment failed: {reason}; the LDE domain must be a power of two")]
+    Commitment {
+        /// Winter-crypto's reason.
+        reason: String,
+    },
     /// An AIR name or wire id that the registry does not know.
     #[error("unknown AIR `{name}`: use one of `smt-update`, `rescue-chain`")]
     UnknownAir {

@@ -35,6 +35,7 @@
 //! Proofs are deterministic: the same request, options and hash give the same bytes.
 #![forbid(unsafe_code)]
 
+pub mod accel;
 pub mod air;
 pub mod envelope;
 mod error;

@@ -14,6 +14,7 @@ use winter_math::fields::f64::BaseElement;
 use winterfell::{AcceptableOptions, Air, Proof, ProofOptions};
 
 use crate::Error;
+use crate::accel::AccelComponents;
 use crate::air::rescue_chain::{self, RescueChainAir, RescueChainPublicInputs};
 use crate::air::smt_update::{self, SmtUpdateAir, SmtUpdatePublicInputs, SmtUpdateWitness};
 use crate::envelope::{ExpectedShape, ProofEnvelope, VerifiedStatement, check_proof_shape};
@@ -163,8 +164,50 @@ pub fn word_hex(w: &[BaseElement; 4]) -> String {
         .join(":")
 }
 
-/// Proves `request` with winterfell's default CPU components and the hash `hash`.
+/// Which prover components [`prove_on`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProverBackend {
+    /// The accelerated components on the CPU kernels ([`crate::accel::AccelComponents`] over
+    /// `kernels::CpuBackend`, instruction set from the CPU or `EPA_SIMD`): the default.
+    #[default]
+    Cpu,
+    /// Winterfell's stock components (the reference; same proof bytes).
+    Stock,
+}
+
+/// Proves `request` with the default backend ([`ProverBackend::Cpu`], the accelerated CPU
+/// kernels) and the hash `hash`. The proof bytes equal those of [`prove_stock`].
 pub fn prove(
+    request: &ProveRequest,
+    options: OptionsChoice,
+    hash: HashId,
+) -> Result<ProofEnvelope, Error> {
+    prove_on(request, options, hash, ProverBackend::default())
+}
+
+/// Proves `request` with the components of `backend` and the hash `hash`.
+pub fn prove_on(
+    request: &ProveRequest,
+    options: OptionsChoice,
+    hash: HashId,
+    backend: ProverBackend,
+) -> Result<ProofEnvelope, Error> {
+    match (backend, hash) {
+        (ProverBackend::Stock, _) => prove_stock(request, options, hash),
+        (ProverBackend::Cpu, HashId::Blake3_256) => prove_with(
+            request,
+            options,
+            AccelComponents::<_, Blake3_256<BaseElement>>::cpu()?,
+        ),
+        (ProverBackend::Cpu, HashId::Rp64_256) => {
+            prove_with(request, options, AccelComponents::<_, Rp64_256>::cpu()?)
+        }
+    }
+}
+
+/// Proves `request` with winterfell's default CPU components and the hash `hash`.
+pub fn prove_stock(
     request: &ProveRequest,
     options: OptionsChoice,
     hash: HashId,
