@@ -27,6 +27,19 @@
 //! 5. Drop the scheduler (or call [`Scheduler::shutdown`]): it admits nothing more, lets the
 //!    running stages finish or stop, and leaves everything else journaled.
 //!
+//! **Placement.** The scheduler runs on a [`Topology`] (this machine through hwloc, or a
+//! given model such as a synthetic or XML one in tests): one CPU worker pool per NUMA node,
+//! its threads pinned to the node's cores with their memory bound there (so buffers are
+//! first touched on the node that uses them), and one driver thread per GPU on the GPU's
+//! node. [`Scheduler::submit_job`] takes [`JobOptions`]: a priority inside the tenant and a
+//! [`Footprint`] whose memory estimate is admitted against every node's and GPU's budget (a
+//! job that fits nowhere is refused with [`SchedulerError::TooLarge`]; one that fits later
+//! waits). Large proofs go to a healthy GPU, with the job's CPU stages on that GPU's node;
+//! small jobs stay on one node's CPUs; the [`PlacementRecord`] in the job's status says
+//! where and why a job straddles nodes. A GPU stage that fails with
+//! [`StageFailure::DeviceFailed`] takes the device out of rotation until
+//! [`StageExecutor::probe_device`] passes, and its jobs move elsewhere.
+//!
 //! **Ordering.** Jobs carry an ordering key (the shard): their ordered stages
 //! ([`Stage::is_ordered`]: execute and publish) run in submission order per key; decap and
 //! prove of different jobs run in parallel. A job that fails or is cancelled stops holding
