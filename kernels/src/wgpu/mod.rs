@@ -133,12 +133,15 @@ pub struct WgpuTree<H: Hasher> {
     inner: TreeInner<H>,
 }
 
+/// Turns downloaded node and leaf words into winter-crypto's tree.
+type Finish<H> = fn(Vec<u64>, Vec<u64>) -> Result<MerkleTree<H>, Error>;
+
 enum TreeInner<H: Hasher> {
     Device {
         leaves: wgpu::Buffer,
         nodes: wgpu::Buffer,
         num_leaves: usize,
-        finish: fn(Vec<u64>, Vec<u64>) -> Result<MerkleTree<H>, Error>,
+        finish: Finish<H>,
         _hasher: PhantomData<H>,
     },
     Host(MerkleTree<H>),
@@ -344,12 +347,19 @@ impl WgpuBackend {
         &self.limits
     }
 
+    /// Destroys the device, as a driver reset or a failing GPU would: every later operation
+    /// returns [`Error::Gpu`]. For taking a device out of service and for fault-injection
+    /// tests.
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
     /// Largest buffer this backend creates, in bytes: the smaller of the buffer size and the
     /// storage binding limits.
     pub fn max_buffer_bytes(&self) -> u64 {
         self.limits
             .max_buffer_size
-            .min(u64::from(self.limits.max_storage_buffer_binding_size))
+            .min(self.limits.max_storage_buffer_binding_size)
     }
 
     fn gpu_err(&self, what: &str, detail: impl Into<String>) -> Error {
