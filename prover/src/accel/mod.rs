@@ -96,11 +96,11 @@ impl AccelHash for Blake3_256<BaseElement> {
 /// the host).
 pub trait HostRows: Backend {
     /// Moves `rows` to the host, consuming the device buffer.
-    fn into_host_rows(&self, rows: Self::Rows) -> Result<RowMatrix, Error>;
+    fn take_host_rows(&self, rows: Self::Rows) -> Result<RowMatrix, Error>;
 }
 
 impl HostRows for CpuBackend {
-    fn into_host_rows(&self, rows: RowMatrix) -> Result<RowMatrix, Error> {
+    fn take_host_rows(&self, rows: RowMatrix) -> Result<RowMatrix, Error> {
         Ok(rows)
     }
 }
@@ -467,7 +467,7 @@ where
     let rows = backend.coset_lde(coefficients, domain.trace_to_lde_blowup(), domain.offset())?;
     let num_cols = num_base_cols / E::EXTENSION_DEGREE;
     if partition_options.partition_size::<E>(num_cols) == num_cols && !H::ROWS_ON_BACKEND {
-        let host = backend.into_host_rows(rows)?;
+        let host = backend.take_host_rows(rows)?;
         let hashes: Vec<H::Digest> = (0..host.num_rows())
             .map(|i| H::hash_elements(ext_row::<E>(&host, i)))
             .collect();
@@ -477,9 +477,9 @@ where
         Ok((host, tree))
     } else if partition_options.partition_size::<E>(num_cols) == num_cols {
         let tree = H::commit_rows(backend, &rows)?;
-        Ok((backend.into_host_rows(rows)?, tree))
+        Ok((backend.take_host_rows(rows)?, tree))
     } else {
-        let host = backend.into_host_rows(rows)?;
+        let host = backend.take_host_rows(rows)?;
         let tree = commit_partitioned::<E, H>(&host, num_cols, partition_options)?;
         Ok((host, tree))
     }
