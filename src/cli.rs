@@ -15,6 +15,9 @@
 //!   `epa config show --effective [--config FILE]` prints it with defaults and `EPA_…`
 //!   environment overrides applied and secrets redacted.
 //! * `epa doctor [--json] [--config FILE]` checks the host (see [`crate::doctor`]).
+//! * `epa bench --suite kernels [--quick] [--json PATH]` times our kernels and proofs against
+//!   their anchors (winter-math, Plonky3 `p3-dft`, winter-crypto, stock winterfell) side by
+//!   side and prints a table (see the `epa-benches` crate).
 //! * `epa submit ...` signs and sends batches of random transactions to a running appliance;
 //!   `epa subscribe ...` prints its verified commitments.
 
@@ -61,6 +64,8 @@ enum Command {
     Config(ConfigCommand),
     /// Check that this host is ready to prove; prints pass / warn / fail with the fix for each.
     Doctor(DoctorArgs),
+    /// Time our kernels and proofs against their anchors; print a table, optionally JSON.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +251,39 @@ struct SubscribeArgs {
     count: Option<u64>,
 }
 
+/// Arguments of `epa bench`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The suite to run (`kernels`).
+    #[arg(long, default_value = "kernels")]
+    suite: String,
+    /// Small sizes (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Write the report as JSON to PATH too.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    // EPA_BENCH_TINY=1: test-only sizes (seconds even in a debug build).
+    let options = if std::env::var_os("EPA_BENCH_TINY").is_some() {
+        benches::SuiteOptions::tiny()
+    } else if args.quick {
+        benches::SuiteOptions::quick()
+    } else {
+        benches::SuiteOptions::full()
+    };
+    let report = benches::run_suite(&args.suite, &options)
+        .with_context(|| format!("running bench suite `{}`", args.suite))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("writing the bench report to {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -259,6 +297,7 @@ pub fn main() -> ExitCode {
         Command::Subscribe(args) => subscribe(&args),
         Command::Config(cmd) => config_command(&cmd),
         Command::Doctor(args) => return doctor(&args),
+        Command::Bench(args) => bench(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,740 @@
-//! EPA benchmarks.
+//! EPA benchmarks: the `epa bench` perf suite.
 //!
 //! Criterion micro-benchmarks live under `benches/` of each crate that owns the measured code;
-//! this crate will own the `epa bench` perf suite (ours against the anchors, side by side in one
-//! process, JSON + Markdown report). Nothing is implemented here yet.
+//! this crate owns the side-by-side comparison that `epa bench --suite kernels` runs: ours and
+//! an anchor timed in one process, built with the same flags, reported as a table and as JSON
+//! ([`Report`]).
+//!
+//! The `kernels` suite ([`run_kernels`]) covers:
+//! * `ntt`: single-column forward NTT, ours (`kernels::CpuBackend`) against winter-math's
+//!   `fft::evaluate_poly` and Plonky3's `p3-dft` `Radix2DitParallel` over `p3-goldilocks`;
+//! * `lde-16col`: coset LDE of 16 columns, blowup 8, ours against winter-math (one
+//!   `fft::evaluate_poly_with_offset` per column, columns in parallel) and `p3-dft`
+//!   `coset_dft_batch` on the zero-padded coefficient matrix;
+//! * `merkle-rp64`: an `Rp64_256` Merkle tree over random leaves, ours against winter-crypto's
+//!   `MerkleTree::new`;
+//! * `prove/<air>/<hash>`: whole proofs, [`prover::accel::AccelComponents`] on the CPU backend
+//!   against stock winterfell's default components (preset `fast-96`).
+//!
+//! Plonky3 is an anchor only: it is a normal dependency of this crate (the suite is a library
+//! the `epa` binary runs), not of any crate on the proving path. Its DFT output is left in the
+//! bit-reversed view `dft_batch` returns (no reordering is timed), which favours the anchor.
+//!
+//! Timing: each case runs once to warm up (twiddle caches, page faults), then the best of
+//! [`SuiteOptions::repeats`] runs counts. Peak memory: before each measured side the
+//! process's peak resident set (`VmHWM` in `/proc/self/status`) is reset by writing `5` to
+//! `/proc/self/clear_refs`; `peak_rss_bytes` is the `VmHWM` after our runs and
+//! `anchor_peak_rss_bytes` after the anchor's (the whole process, inputs included). Where the
+//! reset is refused, [`Machine::peak_rss_method`] says so and the figures are process peaks.
 #![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kernels::{Backend, ColumnMatrix, CpuBackend};
+use p3_dft::{Radix2DitParallel, TwoAdicSubgroupDft};
+use p3_field::PrimeCharacteristicRing;
+use p3_goldilocks::Goldilocks;
+use p3_matrix::Matrix as _;
+use p3_matrix::dense::RowMajorMatrix;
+use prover::accel::{AccelComponents, AccelHash};
+use prover::options::{OptionsChoice, Preset};
+use prover::prover::DefaultComponents;
+use prover::registry::{self, ProveRequest};
+use prover::workload::{SmtWorkload, random_word};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+use winter_crypto::hashers::{Blake3_256, Rp64_256};
+use winter_crypto::{ElementHasher, Hasher, MerkleTree};
+use winter_math::fields::f64::BaseElement;
+use winter_math::{StarkField, fft};
+
+/// Everything that can go wrong while running a suite.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A suite name that does not exist.
+    #[error("unknown bench suite `{name}`: the only suite is `kernels`")]
+    UnknownSuite {
+        /// The name asked for.
+        name: String,
+    },
+    /// A kernel of our backend failed.
+    #[error("backend kernel failed in `{workload}`: {source}")]
+    Kernel {
+        /// The workload being measured.
+        workload: String,
+        /// The backend's error.
+        source: kernels::Error,
+    },
+    /// A proof could not be made.
+    #[error("proving `{workload}` failed: {source}")]
+    Prove {
+        /// The workload being measured.
+        workload: String,
+        /// The prover's error.
+        source: prover::Error,
+    },
+    /// Ours and the anchor disagree: the comparison would be meaningless.
+    #[error("`{workload}` at size {size}: our result differs from the anchor `{anchor}`")]
+    Mismatch {
+        /// The workload.
+        workload: String,
+        /// The size.
+        size: usize,
+        /// The anchor.
+        anchor: &'static str,
+    },
+    /// A winter-crypto Merkle tree could not be built.
+    #[error("winter-crypto Merkle tree failed for `{workload}`: {reason}")]
+    Merkle {
+        /// The workload.
+        workload: String,
+        /// Winter-crypto's reason.
+        reason: String,
+    },
+}
+
+/// How the suite runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteOptions {
+    /// Log2 sizes of the single-column NTT.
+    pub ntt_log_sizes: Vec<u32>,
+    /// Log2 row counts of the 16-column LDE (before the blowup of 8).
+    pub lde_log_sizes: Vec<u32>,
+    /// Log2 leaf counts of the Merkle trees.
+    pub merkle_log_sizes: Vec<u32>,
+    /// Rescue-chain lengths (merges; trace rows are 8 per merge).
+    pub rescue_steps: Vec<u64>,
+    /// Updates per smt-update batch (depth-32 tree).
+    pub smt_updates: Vec<usize>,
+    /// Timed runs per side after one warm-up; the best counts.
+    pub repeats: usize,
+}
+
+impl SuiteOptions {
+    /// The full suite of the issue: NTT 2^16..2^22, LDE 2^16 and 2^20 rows, Merkle
+    /// 2^14..2^20 leaves and proofs with traces of 2^13 and 2^16 rows.
+    pub fn full() -> Self {
+        SuiteOptions {
+            ntt_log_sizes: vec![16, 18, 20, 22],
+            lde_log_sizes: vec![16, 20],
+            merkle_log_sizes: vec![14, 16, 18, 20],
+            rescue_steps: vec![1 << 10, 1 << 13],
+            smt_updates: vec![16, 64],
+            repeats: 3,
+        }
+    }
+
+    /// Small sizes that finish in about a minute.
+    pub fn quick() -> Self {
+        SuiteOptions {
+            ntt_log_sizes: vec![12, 16],
+            lde_log_sizes: vec![12, 14],
+            merkle_log_sizes: vec![12, 14],
+            rescue_steps: vec![1 << 8],
+            smt_updates: vec![4],
+            repeats: 2,
+        }
+    }
+
+    /// Tiny sizes for tests (a few seconds even unoptimised).
+    pub fn tiny() -> Self {
+        SuiteOptions {
+            ntt_log_sizes: vec![8],
+            lde_log_sizes: vec![6],
+            merkle_log_sizes: vec![6],
+            rescue_steps: vec![8],
+            smt_updates: vec![1],
+            repeats: 1,
+        }
+    }
+}
+
+/// The machine a report was measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Hardware threads available to this process.
+    pub cores: usize,
+    /// Instruction set of our CPU kernels (e.g. `avx2`).
+    pub simd: String,
+    /// GPUs seen by the driver (empty when none).
+    pub gpus: Vec<String>,
+    /// Versions of what was measured, the build profile and its target features.
+    pub versions: Versions,
+    /// How `peak_rss_bytes` was measured.
+    pub peak_rss_method: String,
+}
+
+/// Versions of the measured code and the build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Versions {
+    /// This crate's (and EPA's) version.
+    pub epa: String,
+    /// Winterfell (stock prover, winter-math, winter-crypto).
+    pub winterfell: String,
+    /// Plonky3 crates (`p3-dft`, `p3-goldilocks`).
+    pub plonky3: String,
+    /// `release` or `debug`.
+    pub profile: String,
+    /// Compile-time x86 target features (`-C target-cpu`): all kernels pick their ISA at run
+    /// time, the anchors use what these flags give them.
+    pub target_features: String,
+}
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// The suite (`kernels`).
+    pub suite: String,
+    /// The workload, e.g. `ntt`, `lde-16col`, `merkle-rp64`, `prove/rescue-chain/rp64-256`.
+    pub workload: String,
+    /// Size: elements per column, leaves or trace rows.
+    pub size: usize,
+    /// Our backend, e.g. `cpu-avx2`.
+    pub backend: String,
+    /// Our best time in seconds.
+    pub ours_s: f64,
+    /// The anchor's name.
+    pub anchor: String,
+    /// The anchor's best time in seconds.
+    pub anchor_s: f64,
+    /// `anchor_s / ours_s`.
+    pub speedup: f64,
+    /// Peak resident set while ours ran, in bytes (see the crate docs).
+    pub peak_rss_bytes: u64,
+    /// Peak resident set while the anchor ran, in bytes.
+    pub anchor_peak_rss_bytes: u64,
+}
+
+/// A suite's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Every case, in run order.
+    pub results: Vec<BenchResult>,
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report of strings and numbers serialises")
+    }
+
+    /// The report as a plain-text table.
+    pub fn table(&self) -> String {
+        let m = &self.machine;
+        let mut out = format!(
+            "machine: {} ({} threads, kernels {}), {} build, target features [{}]\n",
+            m.cpu, m.cores, m.simd, m.versions.profile, m.versions.target_features
+        );
+        let _ = writeln!(
+            out,
+            "{:<30} {:>9} {:<10} {:>11} {:<18} {:>11} {:>8} {:>10} {:>10}",
+            "workload",
+            "size",
+            "backend",
+            "ours ms",
+            "anchor",
+            "anchor ms",
+            "speedup",
+            "rss MiB",
+            "anch MiB"
+        );
+        for r in &self.results {
+            let _ = writeln!(
+                out,
+                "{:<30} {:>9} {:<10} {:>11.3} {:<18} {:>11.3} {:>7.2}x {:>10.1} {:>10.1}",
+                r.workload,
+                r.size,
+                r.backend,
+                r.ours_s * 1e3,
+                r.anchor,
+                r.anchor_s * 1e3,
+                r.speedup,
+                r.peak_rss_bytes as f64 / 1048576.0,
+                r.anchor_peak_rss_bytes as f64 / 1048576.0
+            );
+        }
+        out
+    }
+}
+
+/// Runs a suite by name (`kernels`).
+pub fn run_suite(name: &str, options: &SuiteOptions) -> Result<Report, Error> {
+    match name {
+        "kernels" => run_kernels(options),
+        other => Err(Error::UnknownSuite {
+            name: other.to_owned(),
+        }),
+    }
+}
+
+/// Runs the `kernels` suite (see the crate docs) on the CPU backend (`EPA_SIMD` or the best
+/// instruction set of this CPU).
+pub fn run_kernels(options: &SuiteOptions) -> Result<Report, Error> {
+    let backend = Arc::new(CpuBackend::new().map_err(|source| Error::Kernel {
+        workload: "backend setup".into(),
+        source,
+    })?);
+    let mut rss = Rss::probe();
+    let mut suite = Suite {
+        backend,
+        options: options.clone(),
+        rng: ChaCha20Rng::from_entropy(),
+        results: Vec::new(),
+    };
+    for &log in &options.ntt_log_sizes {
+        suite.ntt(log, &mut rss)?;
+    }
+    for &log in &options.lde_log_sizes {
+        suite.lde(log, &mut rss)?;
+    }
+    for &log in &options.merkle_log_sizes {
+        suite.merkle(log, &mut rss)?;
+    }
+    for &steps in &options.rescue_steps {
+        let request = ProveRequest::RescueChain {
+            seed: random_word(&mut suite.rng),
+            steps,
+        };
+        let rows = usize::try_from(steps * 8).unwrap_or(usize::MAX);
+        suite.prove::<Rp64_256>(&request, rows, &mut rss)?;
+        suite.prove::<Blake3_256<BaseElement>>(&request, rows, &mut rss)?;
+    }
+    for &updates in &options.smt_updates {
+        let mut workload =
+            SmtWorkload::new(32, suite.rng.r#gen()).map_err(|source| Error::Prove {
+                workload: "smt-update workload".into(),
+                source,
+            })?;
+        let witnesses = workload
+            .next_batch(updates)
+            .map_err(|source| Error::Prove {
+                workload: "smt-update workload".into(),
+                source,
+            })?;
+        let request = ProveRequest::SmtUpdate {
+            depth: 32,
+            witnesses,
+        };
+        suite.prove::<Rp64_256>(&request, updates, &mut rss)?;
+        suite.prove::<Blake3_256<BaseElement>>(&request, updates, &mut rss)?;
+    }
+    let simd = suite.backend.isa().to_string();
+    Ok(Report {
+        machine: machine(simd, &rss),
+        results: suite.results,
+    })
+}
+
+/// Peak-RSS measurement by `VmHWM`, reset through `clear_refs` where allowed.
+struct Rss {
+    resettable: bool,
+}
+
+impl Rss {
+    fn probe() -> Self {
+        Rss {
+            resettable: std::fs::write("/proc/self/clear_refs", "5").is_ok(),
+        }
+    }
+
+    fn reset(&mut self) {
+        if self.resettable {
+            self.resettable = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        }
+    }
+
+    /// `VmHWM` in bytes, 0 where `/proc` is unavailable.
+    fn peak(&self) -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    fn method(&self) -> String {
+        if self.resettable {
+            "VmHWM of this process, reset (clear_refs 5) before each side".into()
+        } else {
+            "VmHWM of this process (reset refused: process-lifetime peaks)".into()
+        }
+    }
+}
+
+struct Suite {
+    backend: Arc<CpuBackend>,
+    options: SuiteOptions,
+    rng: ChaCha20Rng,
+    results: Vec<BenchResult>,
+}
+
+/// Best time of `repeats` runs after a warm-up; `setup` builds each run's input untimed.
+fn best<I, O>(repeats: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(I) -> O) -> (f64, O) {
+    let mut out = f(setup());
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let input = setup();
+        let started = Instant::now();
+        out = f(input);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    (best, out)
+}
+
+fn to_p3(values: &[BaseElement]) -> Vec<Goldilocks> {
+    values
+        .iter()
+        .map(|v| Goldilocks::from_u64(v.as_int()))
+        .collect()
+}
+
+impl Suite {
+    fn random_vec(&mut self, n: usize) -> Vec<BaseElement> {
+        (0..n)
+            .map(|_| BaseElement::new(self.rng.gen_range(0..BaseElement::MODULUS)))
+            .collect()
+    }
+
+    fn name(&self) -> String {
+        format!("cpu-{}", self.backend.isa())
+    }
+
+    fn push(
+        &mut self,
+        workload: &str,
+        size: usize,
+        ours: (f64, u64),
+        anchor: &str,
+        theirs: (f64, u64),
+    ) {
+        let result = BenchResult {
+            suite: "kernels".into(),
+            workload: workload.into(),
+            size,
+            backend: self.name(),
+            ours_s: ours.0,
+            anchor: anchor.into(),
+            anchor_s: theirs.0,
+            speedup: theirs.0 / ours.0,
+            peak_rss_bytes: ours.1,
+            anchor_peak_rss_bytes: theirs.1,
+        };
+        eprintln!(
+            "  {workload} {size}: ours {:.3} ms, {anchor} {:.3} ms ({:.2}x)",
+            ours.0 * 1e3,
+            theirs.0 * 1e3,
+            result.speedup
+        );
+        self.results.push(result);
+    }
+
+    fn kernel_err(workload: &str) -> impl FnOnce(kernels::Error) -> Error + '_ {
+        move |source| Error::Kernel {
+            workload: workload.into(),
+            source,
+        }
+    }
+
+    fn ntt(&mut self, log: u32, rss: &mut Rss) -> Result<(), Error> {
+        let n = 1usize << log;
+        let input = self.random_vec(n);
+        let reps = self.options.repeats;
+        let backend = Arc::clone(&self.backend);
+
+        rss.reset();
+        let (ours_s, ours) = best(
+            reps,
+            || ColumnMatrix::from_column_major(input.clone(), n),
+            |m| -> Result<ColumnMatrix, kernels::Error> {
+                let mut cols = backend.upload_columns(m?)?;
+                backend.ntt(&mut cols)?;
+                backend.download_columns(&cols)
+            },
+        );
+        let ours_rss = rss.peak();
+        let ours = ours.map_err(Self::kernel_err("ntt"))?;
+
+        let twiddles = fft::get_twiddles::<BaseElement>(n);
+        rss.reset();
+        let (wm_s, wm) = best(
+            reps,
+            || input.clone(),
+            |mut p| {
+                fft::evaluate_poly(&mut p, &twiddles);
+                p
+            },
+        );
+        let wm_rss = rss.peak();
+        if wm != ours.column(0) {
+            return Err(Error::Mismatch {
+                workload: "ntt".into(),
+                size: n,
+                anchor: "winter-math",
+            });
+        }
+        self.push("ntt", n, (ours_s, ours_rss), "winter-math", (wm_s, wm_rss));
+
+        let p3_input = to_p3(&input);
+        let dft = Radix2DitParallel::<Goldilocks>::default();
+        rss.reset();
+        let (p3_s, p3_out) = best(
+            reps,
+            || RowMajorMatrix::new_col(p3_input.clone()),
+            |m| dft.dft_batch(m),
+        );
+        let p3_rss = rss.peak();
+        let p3_vals = p3_out.to_row_major_matrix().values;
+        if p3_vals != to_p3(ours.column(0)) {
+            return Err(Error::Mismatch {
+                workload: "ntt".into(),
+                size: n,
+                anchor: "p3-dft",
+            });
+        }
+        self.push(
+            "ntt",
+            n,
+            (ours_s, ours_rss),
+            "p3-dft-dit-parallel",
+            (p3_s, p3_rss),
+        );
+        Ok(())
+    }
+
+    fn lde(&mut self, log: u32, rss: &mut Rss) -> Result<(), Error> {
+        const COLS: usize = 16;
+        const BLOWUP: usize = 8;
+        let n = 1usize << log;
+        let columns: Vec<Vec<BaseElement>> = (0..COLS).map(|_| self.random_vec(n)).collect();
+        let offset = BaseElement::GENERATOR;
+        let reps = self.options.repeats;
+        let backend = Arc::clone(&self.backend);
+        let workload = "lde-16col-blowup8";
+
+        let device = ColumnMatrix::new(columns.clone())
+            .and_then(|m| backend.upload_columns(m))
+            .map_err(Self::kernel_err(workload))?;
+        rss.reset();
+        let (ours_s, ours) = best(reps, || (), |()| backend.coset_lde(&device, BLOWUP, offset));
+        let ours_rss = rss.peak();
+        let ours = ours.map_err(Self::kernel_err(workload))?;
+
+        let twiddles = fft::get_twiddles::<BaseElement>(n);
+        rss.reset();
+        let (wm_s, wm) = best(
+            reps,
+            || (),
+            |()| {
+                columns
+                    .par_iter()
+                    .map(|c| fft::evaluate_poly_with_offset(c, &twiddles, offset, BLOWUP))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let wm_rss = rss.peak();
+        let row = (n * BLOWUP) / 3;
+        let wm_row: Vec<BaseElement> = wm.iter().map(|c| c[row]).collect();
+        if wm_row != ours.row(row) {
+            return Err(Error::Mismatch {
+                workload: workload.into(),
+                size: n,
+                anchor: "winter-math",
+            });
+        }
+        drop(wm);
+        self.push(
+            workload,
+            n,
+            (ours_s, ours_rss),
+            "winter-math",
+            (wm_s, wm_rss),
+        );
+
+        // Plonky3: coset DFT of the zero-padded coefficient matrix (row-major, 16 wide).
+        let mut padded = vec![Goldilocks::ZERO; n * BLOWUP * COLS];
+        for (j, c) in columns.iter().enumerate() {
+            for (i, v) in c.iter().enumerate() {
+                padded[i * COLS + j] = Goldilocks::from_u64(v.as_int());
+            }
+        }
+        let shift = Goldilocks::from_u64(offset.as_int());
+        let dft = Radix2DitParallel::<Goldilocks>::default();
+        rss.reset();
+        let (p3_s, p3_out) = best(
+            reps,
+            || RowMajorMatrix::new(padded.clone(), COLS),
+            |m| dft.coset_dft_batch(m, shift),
+        );
+        let p3_rss = rss.peak();
+        let p3_all = p3_out.to_row_major_matrix().values;
+        if p3_all[row * COLS..(row + 1) * COLS] != to_p3(ours.row(row))[..] {
+            return Err(Error::Mismatch {
+                workload: workload.into(),
+                size: n,
+                anchor: "p3-dft",
+            });
+        }
+        self.push(
+            workload,
+            n,
+            (ours_s, ours_rss),
+            "p3-dft-dit-parallel",
+            (p3_s, p3_rss),
+        );
+        Ok(())
+    }
+
+    fn merkle(&mut self, log: u32, rss: &mut Rss) -> Result<(), Error> {
+        let n = 1usize << log;
+        let leaves: Vec<<Rp64_256 as Hasher>::Digest> = (0..n)
+            .map(|_| {
+                let e = self.random_vec(2);
+                Rp64_256::hash_elements(&e)
+            })
+            .collect();
+        let reps = self.options.repeats;
+        let backend = Arc::clone(&self.backend);
+        let workload = "merkle-rp64";
+        rss.reset();
+        let (ours_s, ours) = best(
+            reps,
+            || leaves.clone(),
+            |l| {
+                backend
+                    .merkle_tree_rp64_256(l)
+                    .and_then(|t| backend.download_tree(t))
+            },
+        );
+        let ours_rss = rss.peak();
+        let ours = ours.map_err(Self::kernel_err(workload))?;
+        rss.reset();
+        let (wc_s, wc) = best(reps, || leaves.clone(), MerkleTree::<Rp64_256>::new);
+        let wc_rss = rss.peak();
+        let wc = wc.map_err(|e| Error::Merkle {
+            workload: workload.into(),
+            reason: e.to_string(),
+        })?;
+        if wc.root() != ours.root() {
+            return Err(Error::Mismatch {
+                workload: workload.into(),
+                size: n,
+                anchor: "winter-crypto",
+            });
+        }
+        self.push(
+            workload,
+            n,
+            (ours_s, ours_rss),
+            "winter-crypto",
+            (wc_s, wc_rss),
+        );
+        Ok(())
+    }
+
+    fn prove<H: AccelHash>(
+        &mut self,
+        request: &ProveRequest,
+        size: usize,
+        rss: &mut Rss,
+    ) -> Result<(), Error> {
+        let workload = format!("prove/{}/{}", request.air(), H::ID);
+        let options = OptionsChoice::Preset(Preset::Fast96);
+        let reps = self.options.repeats;
+        let components = AccelComponents::<_, H>::new(Arc::clone(&self.backend));
+        let err = |source| Error::Prove {
+            workload: workload.clone(),
+            source,
+        };
+        rss.reset();
+        let (ours_s, ours) = best(
+            reps,
+            || components.clone(),
+            |c| registry::prove_with(request, options, c),
+        );
+        let ours_rss = rss.peak();
+        let ours = ours.map_err(err)?;
+        rss.reset();
+        let (stock_s, stock) = best(
+            reps,
+            || (),
+            |()| registry::prove_with(request, options, DefaultComponents::<H>::new()),
+        );
+        let stock_rss = rss.peak();
+        let stock = stock.map_err(err)?;
+        if ours.proof != stock.proof {
+            return Err(Error::Mismatch {
+                workload,
+                size,
+                anchor: "winterfell",
+            });
+        }
+        self.push(
+            &workload,
+            size,
+            (ours_s, ours_rss),
+            "winterfell-stock",
+            (stock_s, stock_rss),
+        );
+        Ok(())
+    }
+}
+
+fn machine(simd: String, rss: &Rss) -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut features = Vec::new();
+    if cfg!(target_feature = "avx2") {
+        features.push("avx2");
+    }
+    if cfg!(target_feature = "avx512f") {
+        features.push("avx512f");
+    }
+    if cfg!(target_feature = "bmi2") {
+        features.push("bmi2");
+    }
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        simd,
+        gpus,
+        versions: Versions {
+            epa: env!("CARGO_PKG_VERSION").into(),
+            winterfell: "0.13.1".into(),
+            plonky3: "0.3.0".into(),
+            profile: if cfg!(debug_assertions) {
+                "debug".into()
+            } else {
+                "release".into()
+            },
+            target_features: features.join(","),
+        },
+        peak_rss_method: rss.method(),
+    }
+}
