@@ -194,7 +194,7 @@ fn work_above_the_device_limits_is_refused() {
             ColumnMatrix::new(vec![vec![BaseElement::new(5); 1 << 10]; 4]).expect("4 x 2^10"),
         )
         .expect("upload");
-    // 2^32 rows x 4 columns: 128 GiB, beyond any storage binding (at most 4 GiB).
+    // 2^32 rows x 4 columns: 128 GiB, beyond the backend's 2^32-word (32 GiB) buffer cap.
     match b.coset_lde(&cols, 1 << 22, BaseElement::GENERATOR) {
         Err(Error::DeviceMemory { bytes, limit, .. }) => {
             assert_eq!(bytes, (1u64 << 34) * 8);
@@ -205,6 +205,30 @@ fn work_above_the_device_limits_is_refused() {
     // The backend still works afterwards.
     let back = b.download_columns(&cols).expect("download");
     assert_eq!(back.column(3)[1023], BaseElement::new(5));
+}
+
+/// A device that goes away mid-work gives typed errors, never a panic.
+#[test]
+fn a_lost_device_is_a_typed_error() {
+    if backend().is_none() {
+        return;
+    }
+    let b = WgpuBackend::new().expect("a second device on the adapter found above");
+    let cols = b
+        .upload_columns(ColumnMatrix::new(vec![vec![BaseElement::new(7); 64]]).expect("64"))
+        .expect("upload");
+    b.destroy();
+    let mut cols = cols;
+    match b.ntt(&mut cols) {
+        Err(Error::Gpu {
+            adapter, detail, ..
+        }) => {
+            assert_eq!(adapter, b.adapter_info().name);
+            assert!(!detail.is_empty());
+        }
+        other => panic!("expected a GPU error after destroying the device, got {other:?}"),
+    }
+    assert!(matches!(b.download_columns(&cols), Err(Error::Gpu { .. })));
 }
 
 proptest! {

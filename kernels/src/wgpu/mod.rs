@@ -351,6 +351,8 @@ impl WgpuBackend {
     /// returns [`Error::Gpu`]. For taking a device out of service and for fault-injection
     /// tests.
     pub fn destroy(&self) {
+        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some("destroyed by its owner".to_owned());
         self.device.destroy();
     }
 
@@ -432,15 +434,18 @@ impl WgpuBackend {
         Ok(buf)
     }
 
+    /// A uniform buffer with the params words. Created empty and written through the queue:
+    /// `create_buffer_init` panics on a lost device, a queue write reports an error instead.
     fn uniform(&self, params: &[u32]) -> wgpu::Buffer {
-        wgpu::util::DeviceExt::create_buffer_init(
-            &self.device,
-            &wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            },
-        )
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: (params.len() * 4) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue
+            .write_buffer(&buf, 0, bytemuck::cast_slice(params));
+        buf
     }
 
     /// Workgroup grid covering `threads` invocations within the per-dimension limit.
