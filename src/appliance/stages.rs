@@ -45,6 +45,30 @@ pub(crate) struct BatchExecutor {
     pub metrics: Arc<Metrics>,
 }
 
+/// The CPU kernels backend used for batch decapsulation, probed once; `None` if it cannot be
+/// built on this machine.
+fn kem_backend() -> Option<&'static kernels::CpuBackend> {
+    static BACKEND: std::sync::OnceLock<Option<kernels::CpuBackend>> = std::sync::OnceLock::new();
+    BACKEND
+        .get_or_init(|| kernels::CpuBackend::new().ok())
+        .as_ref()
+}
+
+/// ML-KEM-768 decapsulation of every ciphertext, in order: the batch kernel when it is
+/// available, else the reference one by one (bit-exact either way, implicit rejection included).
+fn decap_all(
+    dk: &mlkem768::DecapsulationKey,
+    ciphertexts: &[mlkem768::Ciphertext],
+) -> Vec<crypto::kem::SharedSecret> {
+    if let Some(backend) = kem_backend()
+        && let Ok(secrets) = kernels::Backend::decap_batch(backend, dk, ciphertexts)
+        && secrets.len() == ciphertexts.len()
+    {
+        return secrets;
+    }
+    ciphertexts.iter().map(|ct| dk.decapsulate(ct)).collect()
+}
+
 fn fatal(e: impl std::fmt::Display) -> StageFailure {
     StageFailure::Fatal(e.to_string())
 }
@@ -66,13 +90,26 @@ impl BatchExecutor {
             shard: batch.shard,
             batch: batch.seq,
         };
-        let txs = batch
+        // Parse every transaction, decapsulate all ciphertexts in one batch on the CPU kernels
+        // (the key is unpacked once per batch), then open each payload with its secret.
+        let parsed: Vec<Result<EncryptedTx, Invalid>> = batch
             .txs
             .iter()
-            .map(|bytes| {
-                let sealed = EncryptedTx::from_bytes(bytes).map_err(|_| Invalid::Malformed)?;
-                // The shared secret is zeroized when it goes out of scope, the plaintext too.
-                let ss = dk.decapsulate(sealed.kem_ciphertext());
+            .map(|bytes| EncryptedTx::from_bytes(bytes).map_err(|_| Invalid::Malformed))
+            .collect();
+        let ciphertexts: Vec<mlkem768::Ciphertext> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|s| s.kem_ciphertext().clone()))
+            .collect();
+        // Secrets are zeroized on drop, whichever path produced them.
+        let mut secrets = decap_all(dk, &ciphertexts).into_iter();
+        let txs = parsed
+            .into_iter()
+            .map(|p| {
+                let sealed = p?;
+                let ss = secrets
+                    .next()
+                    .expect("decap_all returns one secret per parsed ciphertext");
                 let plain =
                     open_with_shared_secret(&ss, &sealed, &ctx).map_err(|_| Invalid::Open)?;
                 Tx::from_bytes(&plain)
