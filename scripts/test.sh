@@ -16,7 +16,9 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+# Mesa's lavapipe (installed above) is a Vulkan adapter on the CPU: the wgpu kernels must run
+# for real here, so a missing adapter fails the run instead of skipping.
+EPA_REQUIRE_WGPU=1 cargo test --workspace --locked
 
 step "package check (metadata, systemd unit, tarball layout)"
 bash scripts/package.sh --check
