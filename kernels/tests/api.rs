@@ -26,7 +26,8 @@ fn info_describes_the_cpu_backend() {
         }
         assert!(info.capabilities.ntt && info.capabilities.coset_lde);
         assert!(info.capabilities.merkle_rp64_256 && info.capabilities.merkle_blake3);
-        assert!(!info.capabilities.mlkem768_decap);
+        // The CPU backend decapsulates ML-KEM-768 batches (`cpu::mlkem`).
+        assert!(info.capabilities.mlkem768_decap);
         assert_eq!(info.capabilities.max_log_size, 32);
         if cfg!(target_os = "linux") {
             assert!(info.memory_bytes.is_some_and(|m| m > 0));
