@@ -533,15 +533,23 @@ impl WgpuBackend {
             // The receiver lives until the poll below returns.
             let _ = tx.send(r);
         });
-        self.wait()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.gpu_err("mapping a readback buffer", e.to_string())),
-            Err(_) => {
-                return Err(self.gpu_err(
-                    "mapping a readback buffer",
-                    "the map did not complete after the device was idle",
-                ));
+        // Another thread polling the same device may be the one running this map's callback
+        // when our poll returns: keep polling until the callback has reported, within a bound.
+        let deadline = std::time::Instant::now() + MAP_TIMEOUT;
+        loop {
+            self.wait()?;
+            match rx.recv_timeout(std::time::Duration::from_millis(10)) {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    return Err(self.gpu_err("mapping a readback buffer", e.to_string()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
+                Err(_) => {
+                    return Err(self.gpu_err(
+                        "mapping a readback buffer",
+                        "the map did not complete within 30 s of the device being idle",
+                    ));
+                }
             }
         }
         let words = {
@@ -942,3 +950,6 @@ impl Backend for WgpuBackend {
         }
     }
 }
+
+/// How long a readback map may take to report once the device is idle.
+const MAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
