@@ -14,7 +14,9 @@ mode=full
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 arch=$(uname -m)
-out=target/package
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+out="$target_dir/package"
 mkdir -p "$out"
 
 fail() { echo "package: $*" >&2; exit 1; }
@@ -68,16 +70,16 @@ done
 
 if [ "$mode" = check ]; then
   cargo build --locked -p epa --bin epa
-  bin=target/debug/epa
+  bin="$target_dir/debug/epa"
 else
   cargo build --locked --release -p epa --bin epa
-  bin=target/release/epa
+  bin="$target_dir/release/epa"
 fi
 
 # 3. The unit file, verified against the built binary.
 if command -v systemd-analyze >/dev/null; then
   unit_dir=$(mktemp -d)
-  sed "s#/usr/bin/epa#$PWD/$bin#g" packaging/epa.service >"$unit_dir/epa.service"
+  sed "s#/usr/bin/epa#$bin#g" packaging/epa.service >"$unit_dir/epa.service"
   # `User=epa` need not exist on a build machine; everything else must verify cleanly.
   if ! log=$(systemd-analyze verify --man=no "$unit_dir/epa.service" 2>&1); then
     echo "$log" >&2
