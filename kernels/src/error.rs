@@ -112,4 +112,28 @@ pub enum Error {
         /// The device's limit in bytes.
         limit: u64,
     },
+    /// The CUDA backend cannot start here: no CUDA driver library (`libcuda`), no device, or no
+    /// NVRTC library to compile the kernels with.
+    #[error(
+        "no CUDA driver: {detail}; install the NVIDIA driver (and NVRTC for the kernels, e.g. \
+         the nvidia-cuda-nvrtc-cu12 wheel on LD_LIBRARY_PATH) or use the wgpu or CPU backend"
+    )]
+    NoCuda {
+        /// What is missing.
+        detail: String,
+    },
+    /// A CUDA driver call or an NVRTC compilation failed during an operation; its result is
+    /// unusable.
+    #[error(
+        "the CUDA device {device} failed during {what}: {detail}; retry the work on the CPU \
+         backend and check the driver (nvidia-smi)"
+    )]
+    Cuda {
+        /// The device's name (or `nvrtc` for a compilation).
+        device: String,
+        /// The operation that failed.
+        what: String,
+        /// The driver's or compiler's message.
+        detail: String,
+    },
 }

@@ -6,7 +6,8 @@
 //! 1. [`cpu`]: a scalar reference path plus AVX2 / AVX-512 paths chosen at run time (done);
 //! 2. `wgpu` (feature `wgpu`, on by default): WGSL compute shaders for any Vulkan, Metal or
 //!    DX12 GPU with 64-bit shader integers, Mesa's lavapipe included;
-//! 3. `cuda`: CUDA kernels through `cudarc` with dynamic loading (a later issue).
+//! 3. [`cuda`] (feature `cuda`, on by default): CUDA C kernels compiled at run time with NVRTC,
+//!    driven through `cudarc` with the driver loaded dynamically (builds without CUDA).
 //!
 //! Operations: batched Goldilocks NTT and coset LDE, Rescue-Prime / BLAKE3 Merkle trees and
 //! (later) batched ML-KEM-768 decapsulation, with one conformance suite every backend must
@@ -45,10 +46,14 @@
 pub mod backend;
 pub mod conformance;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod error;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
+#[cfg(feature = "cuda")]
+pub use crate::cuda::CudaBackend;
 #[cfg(feature = "wgpu")]
 pub use crate::wgpu::WgpuBackend;
 pub use backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix};
