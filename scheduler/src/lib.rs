@@ -74,8 +74,8 @@ pub use placement::{
     Budgets, Footprint, GpuView, JobOptions, NodeView, PlacementRecord, Placer, Target,
 };
 pub use scheduler::{
-    Config, Scheduler, Snapshot, StageContext, StageExecutor, StageFailure, StageLatency,
-    StageOutcome, TenantDepth,
+    Activity, Config, PlacementDecision, RECENT_JOBS, RECENT_PLACEMENTS, Scheduler, Snapshot,
+    StageContext, StageExecutor, StageFailure, StageLatency, StageOutcome, TenantDepth,
 };
 pub use store::{ShardMeta, ShardNodeStore, StagedNodeStore, Store, StoreWrite, WriteSet};
 pub use topology::{GpuDevice, NumaNode, Topology};

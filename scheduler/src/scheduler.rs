@@ -18,6 +18,10 @@ use crate::placement::{Budgets, GpuView, JobOptions, NodeView, PlacementRecord, 
 use crate::store::{Store, WriteSet};
 use crate::topology::{Binder, GpuDevice, Topology};
 
+#[path = "stats.rs"]
+mod stats;
+pub use stats::{Activity, PlacementDecision, RECENT_JOBS, RECENT_PLACEMENTS};
+
 /// Binding warnings kept for the snapshot, at most.
 const MAX_WARNINGS: usize = 64;
 
@@ -410,6 +414,8 @@ struct Inner {
     failed: u64,
     cancelled: u64,
     latency: [StageLatency; 4],
+    /// Finished jobs and placement decisions kept for [`Scheduler::activity`].
+    recent: stats::Recent,
 }
 
 impl Inner {
@@ -479,6 +485,7 @@ impl Inner {
             DurableState::Cancelled => self.cancelled += 1,
             DurableState::Active => {}
         }
+        self.recent.finished(active.record.status(None));
         Some(active)
     }
 
@@ -604,6 +611,7 @@ impl Inner {
         };
         if let Some(placement) = fresh {
             self.placer.reserve(&placement);
+            self.recent.placed(id, &tenant, &placement);
             if let Some(active) = self.active.get_mut(&id) {
                 active.placement = Some(placement);
             }
