@@ -234,15 +234,15 @@ fn strict_parsing_and_limits() {
             "length {len}"
         );
     }
-    let mut v2 = bytes.clone();
-    v2[0] = 2;
+    let mut v3 = bytes.clone();
+    v3[0] = 3;
     assert_eq!(
-        EncryptedTx::from_bytes(&v2),
+        EncryptedTx::from_bytes(&v3),
         Err(Error::UnsupportedVersion {
             what: "encrypted transaction",
-            version: 2,
+            version: 3,
             min: 1,
-            max: 1
+            max: 2
         })
     );
     // The largest payload seals and opens; one byte more is refused before any work.
