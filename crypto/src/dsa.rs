@@ -18,8 +18,7 @@
 //! specifies. Signing keys are zeroized on drop, compared in constant time and never printed.
 
 use rand_core::{CryptoRng, RngCore};
-use subtle::{Choice, ConstantTimeEq};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 use crate::Error;
 
@@ -29,6 +28,80 @@ pub const KEYGEN_SEED_LEN: usize = 32;
 pub const SIGNING_RANDOMNESS_LEN: usize = 32;
 /// Longest context string FIPS 204 allows.
 pub const MAX_CONTEXT_LEN: usize = 255;
+
+/// The exact-length parse every key, ciphertext and signature newtype of [`crate::dsa`] and
+/// [`crate::kem`] starts with: `bytes` as an `N`-byte array, or [`Error::InvalidLength`] naming
+/// `what`.
+pub(crate) fn exact<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], Error> {
+    <[u8; N]>::try_from(bytes).map_err(|_| Error::InvalidLength {
+        what,
+        expected: N,
+        actual: bytes.len(),
+    })
+}
+
+/// The trait boilerplate the ML-DSA and ML-KEM newtypes share; each type has an
+/// `as_bytes(&self) -> &[u8; N]`.
+///
+/// * `public Type, "NAME"`: equality on the bytes, and `Debug` as `Type(NAME, [first 8 bytes]..)`.
+/// * `secret Type[, "NAME"]`: equality in constant time ([`ConstantTimeEq`]), and `Debug` as
+///   `Type([NAME, ]<redacted>)`: a secret is never printed.
+/// * `zeroize Type, |key| wipe`: `Drop` runs `wipe` (which must overwrite every secret byte of
+///   `key`), and the type is marked [`ZeroizeOnDrop`].
+macro_rules! byte_newtype {
+    (public $ty:ident, $name:literal) => {
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_bytes() == other.as_bytes()
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl core::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(
+                    f,
+                    concat!(stringify!($ty), "({}, {:02x?}..)"),
+                    $name,
+                    &self.as_bytes()[..8]
+                )
+            }
+        }
+    };
+    (secret $ty:ident $(, $name:literal)?) => {
+        impl subtle::ConstantTimeEq for $ty {
+            fn ct_eq(&self, other: &Self) -> subtle::Choice {
+                subtle::ConstantTimeEq::ct_eq(&self.as_bytes()[..], &other.as_bytes()[..])
+            }
+        }
+
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                subtle::ConstantTimeEq::ct_eq(self, other).into()
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl core::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(concat!(stringify!($ty), "(", $($name, ", ",)? "<redacted>)"))
+            }
+        }
+    };
+    (zeroize $ty:ident, |$key:ident| $wipe:expr) => {
+        impl Drop for $ty {
+            fn drop(&mut self) {
+                let $key = self;
+                $wipe;
+            }
+        }
+
+        impl zeroize::ZeroizeOnDrop for $ty {}
+    };
+}
+pub(crate) use byte_newtype;
 
 fn check_context(context: &[u8]) -> Result<(), Error> {
     if context.len() > MAX_CONTEXT_LEN {
@@ -61,14 +134,6 @@ macro_rules! ml_dsa_parameter_set {
             type LibSk = libcrux_ml_dsa::MLDSASigningKey<$sk_len>;
             type LibSig = libcrux_ml_dsa::MLDSASignature<$sig_len>;
 
-            fn exact<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], Error> {
-                <[u8; N]>::try_from(bytes).map_err(|_| Error::InvalidLength {
-                    what,
-                    expected: N,
-                    actual: bytes.len(),
-                })
-            }
-
             /// A verification (public) key.
             #[derive(Clone)]
             pub struct VerifyingKey(Box<LibVk>);
@@ -99,19 +164,7 @@ macro_rules! ml_dsa_parameter_set {
                 }
             }
 
-            impl PartialEq for VerifyingKey {
-                fn eq(&self, other: &Self) -> bool {
-                    self.as_bytes() == other.as_bytes()
-                }
-            }
-
-            impl Eq for VerifyingKey {}
-
-            impl core::fmt::Debug for VerifyingKey {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "VerifyingKey({}, {:02x?}..)", $name, &self.as_bytes()[..8])
-                }
-            }
+            byte_newtype!(public VerifyingKey, $name);
 
             /// A signing (secret) key. Zeroized on drop, compared in constant time, never
             /// printed.
@@ -170,33 +223,8 @@ macro_rules! ml_dsa_parameter_set {
                 }
             }
 
-            impl Drop for SigningKey {
-                fn drop(&mut self) {
-                    self.0.as_ref_mut().zeroize();
-                }
-            }
-
-            impl ZeroizeOnDrop for SigningKey {}
-
-            impl ConstantTimeEq for SigningKey {
-                fn ct_eq(&self, other: &Self) -> Choice {
-                    self.as_bytes()[..].ct_eq(&other.as_bytes()[..])
-                }
-            }
-
-            impl PartialEq for SigningKey {
-                fn eq(&self, other: &Self) -> bool {
-                    self.ct_eq(other).into()
-                }
-            }
-
-            impl Eq for SigningKey {}
-
-            impl core::fmt::Debug for SigningKey {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "SigningKey({}, <redacted>)", $name)
-                }
-            }
+            byte_newtype!(secret SigningKey, $name);
+            byte_newtype!(zeroize SigningKey, |key| key.0.as_ref_mut().zeroize());
 
             /// A signature of the right length (its contents are checked by verification).
             #[derive(Clone)]
@@ -216,19 +244,7 @@ macro_rules! ml_dsa_parameter_set {
                 }
             }
 
-            impl PartialEq for Signature {
-                fn eq(&self, other: &Self) -> bool {
-                    self.as_bytes() == other.as_bytes()
-                }
-            }
-
-            impl Eq for Signature {}
-
-            impl core::fmt::Debug for Signature {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "Signature({}, {:02x?}..)", $name, &self.as_bytes()[..8])
-                }
-            }
+            byte_newtype!(public Signature, $name);
 
             /// A key pair.
             #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,4 +291,64 @@ ml_dsa_parameter_set! {
 ml_dsa_parameter_set! {
     /// ML-DSA-87 (NIST category 5).
     mldsa87, ml_dsa_87, "ML-DSA-87", vk = 2592, sk = 4896, sig = 4627
+}
+
+#[cfg(test)]
+mod newtype_tests {
+    use super::mldsa65;
+    use crate::kem::{SharedSecret, mlkem768};
+
+    /// The one `byte_newtype!` serves both modules: the printed forms are the documented
+    /// ones (public prefixes, secrets redacted) and equality compares the bytes.
+    #[test]
+    fn byte_newtypes_print_prefixes_redact_secrets_and_compare_bytes() {
+        let dsa = mldsa65::KeyPair::from_seed(&rand::random());
+        let other = mldsa65::KeyPair::from_seed(&rand::random());
+        let mut seed = [0u8; 64];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut seed);
+        let kem = mlkem768::KeyPair::from_seed(&seed);
+        let prefix = |b: &[u8]| format!("{:02x?}..", &b[..8]);
+        assert_eq!(
+            format!("{:?}", dsa.verifying_key),
+            format!(
+                "VerifyingKey(ML-DSA-65, {})",
+                prefix(dsa.verifying_key.as_bytes())
+            )
+        );
+        assert_eq!(
+            format!("{:?}", dsa.signing_key),
+            "SigningKey(ML-DSA-65, <redacted>)"
+        );
+        assert_eq!(
+            format!("{:?}", kem.encapsulation_key),
+            format!(
+                "EncapsulationKey(ML-KEM-768, {})",
+                prefix(kem.encapsulation_key.as_bytes())
+            )
+        );
+        assert_eq!(
+            format!("{:?}", kem.decapsulation_key),
+            "DecapsulationKey(ML-KEM-768, <redacted>)"
+        );
+        let (ct, ss) = kem.encapsulation_key.encapsulate(&rand::random());
+        assert_eq!(
+            format!("{ct:?}"),
+            format!("Ciphertext(ML-KEM-768, {})", prefix(ct.as_bytes()))
+        );
+        assert_eq!(format!("{ss:?}"), "SharedSecret(<redacted>)");
+        let sig = dsa
+            .signing_key
+            .sign(b"m", b"", &rand::random())
+            .expect("signs");
+        assert_eq!(
+            format!("{sig:?}"),
+            format!("Signature(ML-DSA-65, {})", prefix(sig.as_bytes()))
+        );
+        // Equality is on the bytes, for public values and secrets alike.
+        assert_eq!(dsa.signing_key, dsa.signing_key.clone());
+        assert_ne!(dsa.signing_key, other.signing_key);
+        assert_ne!(dsa.verifying_key, other.verifying_key);
+        assert_eq!(kem.decapsulation_key.decapsulate(&ct), ss);
+        assert_ne!(ss, SharedSecret::from_bytes(rand::random()));
+    }
 }

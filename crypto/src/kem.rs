@@ -18,10 +18,10 @@
 //! with its AVX2 path chosen at run time.
 
 use rand_core::{CryptoRng, RngCore};
-use subtle::{Choice, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::Error;
+use crate::dsa::{byte_newtype, exact};
 
 /// Bytes of an ML-KEM shared secret.
 pub const SHARED_SECRET_LEN: usize = 32;
@@ -46,25 +46,7 @@ impl SharedSecret {
     }
 }
 
-impl ConstantTimeEq for SharedSecret {
-    fn ct_eq(&self, other: &Self) -> Choice {
-        self.0.ct_eq(&other.0)
-    }
-}
-
-impl PartialEq for SharedSecret {
-    fn eq(&self, other: &Self) -> bool {
-        self.ct_eq(other).into()
-    }
-}
-
-impl Eq for SharedSecret {}
-
-impl core::fmt::Debug for SharedSecret {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("SharedSecret(<redacted>)")
-    }
-}
+byte_newtype!(secret SharedSecret);
 
 /// An ML-KEM parameter set, implemented by [`MlKem768`] and [`MlKem1024`]: lets the
 /// deterministic-encapsulation adapter and batch code be generic over both.
@@ -126,14 +108,6 @@ macro_rules! ml_kem_parameter_set {
             type LibDk = libcrux_ml_kem::MlKemPrivateKey<$dk_len>;
             type LibCt = libcrux_ml_kem::MlKemCiphertext<$ct_len>;
 
-            fn exact<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], Error> {
-                <[u8; N]>::try_from(bytes).map_err(|_| Error::InvalidLength {
-                    what,
-                    expected: N,
-                    actual: bytes.len(),
-                })
-            }
-
             /// An encapsulation (public) key that passed the FIPS 203 modulus check.
             #[derive(Clone)]
             pub struct EncapsulationKey(Box<LibEk>);
@@ -176,19 +150,7 @@ macro_rules! ml_kem_parameter_set {
                 }
             }
 
-            impl PartialEq for EncapsulationKey {
-                fn eq(&self, other: &Self) -> bool {
-                    self.as_bytes() == other.as_bytes()
-                }
-            }
-
-            impl Eq for EncapsulationKey {}
-
-            impl core::fmt::Debug for EncapsulationKey {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "EncapsulationKey({}, {:02x?}..)", $name, &self.as_bytes()[..8])
-                }
-            }
+            byte_newtype!(public EncapsulationKey, $name);
 
             /// A decapsulation (secret) key that passed the FIPS 203 hash check. Zeroized on
             /// drop, compared in constant time, never printed.
@@ -238,33 +200,8 @@ macro_rules! ml_kem_parameter_set {
                 }
             }
 
-            impl Drop for DecapsulationKey {
-                fn drop(&mut self) {
-                    self.0[0..].zeroize();
-                }
-            }
-
-            impl ZeroizeOnDrop for DecapsulationKey {}
-
-            impl ConstantTimeEq for DecapsulationKey {
-                fn ct_eq(&self, other: &Self) -> Choice {
-                    self.as_bytes()[..].ct_eq(&other.as_bytes()[..])
-                }
-            }
-
-            impl PartialEq for DecapsulationKey {
-                fn eq(&self, other: &Self) -> bool {
-                    self.ct_eq(other).into()
-                }
-            }
-
-            impl Eq for DecapsulationKey {}
-
-            impl core::fmt::Debug for DecapsulationKey {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "DecapsulationKey({}, <redacted>)", $name)
-                }
-            }
+            byte_newtype!(secret DecapsulationKey, $name);
+            byte_newtype!(zeroize DecapsulationKey, |key| key.0[0..].zeroize());
 
             /// A ciphertext of the right length. Every such byte string is a valid
             /// decapsulation input.
@@ -285,19 +222,7 @@ macro_rules! ml_kem_parameter_set {
                 }
             }
 
-            impl PartialEq for Ciphertext {
-                fn eq(&self, other: &Self) -> bool {
-                    self.as_bytes() == other.as_bytes()
-                }
-            }
-
-            impl Eq for Ciphertext {}
-
-            impl core::fmt::Debug for Ciphertext {
-                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                    write!(f, "Ciphertext({}, {:02x?}..)", $name, &self.as_bytes()[..8])
-                }
-            }
+            byte_newtype!(public Ciphertext, $name);
 
             /// A key pair.
             #[derive(Clone, Debug, PartialEq, Eq)]
