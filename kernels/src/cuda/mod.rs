@@ -39,13 +39,14 @@ use cudarc::{
 
 use crate::{CpuBackend, Error};
 
-pub use ops::{CudaColumns, CudaRows, CudaTree};
+pub use ops::{CudaColumns, CudaRows, CudaTree, dif_passes, lde_shift_tables};
 
 /// The CUDA C headers, by the name the kernels `#include` them under.
 const HEADERS: &[(&str, &str)] = &[
     ("field.cuh", include_str!("../../cuda/field.cuh")),
     ("rescue.cuh", include_str!("../../cuda/rescue.cuh")),
     ("blake3.cuh", include_str!("../../cuda/blake3.cuh")),
+    ("ntt.cuh", include_str!("../../cuda/ntt.cuh")),
 ];
 
 /// The CUDA C translation units of the NTT / LDE / Merkle kernels.

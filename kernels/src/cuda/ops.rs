@@ -183,7 +183,8 @@ fn launch_1d(threads: u64, block: u32) -> Result<LaunchConfig, Error> {
 
 /// The passes of a DIF over `log_n` bits as `(s, r, c)`: stages over bits `[s, s + r)`, tiles
 /// with `c` consecutive low words. Upper bits first, the last pass covers bits `[0, 11)`.
-pub(crate) fn dif_passes(log_n: u32) -> Vec<(u32, u32, u32)> {
+/// Public for the host checks, which run the kernels' tile code on the CPU with this plan.
+pub fn dif_passes(log_n: u32) -> Vec<(u32, u32, u32)> {
     let last = log_n.min(TILE_BITS);
     let upper = log_n - last;
     let mut out = Vec::new();
@@ -199,6 +200,38 @@ pub(crate) fn dif_passes(log_n: u32) -> Vec<(u32, u32, u32)> {
     }
     out.push((0, last, 0));
     out
+}
+
+/// The coset shift tables of an LDE of `n` coefficients with `blowup` cosets: for coset `t`
+/// (`s_t = offset * g^t`, `g` of order `n * blowup`) the powers `lo[t][j] = s_t^j` for
+/// `j < 2^10` and `hi[t][k] = s_t^(2^10 k)` for `k < hi_len = max(1, n >> 10)`, raw words;
+/// `s_t^p = lo[t][p mod 2^10] * hi[t][p >> 10]`. Public for the host checks.
+pub fn lde_shift_tables(
+    offset: BaseElement,
+    n: usize,
+    blowup: usize,
+) -> (Vec<u64>, Vec<u64>, usize) {
+    let g = BaseElement::get_root_of_unity((n * blowup).ilog2());
+    let lo_len = 1usize << SHIFT_LO_BITS;
+    let hi_len = (n >> SHIFT_LO_BITS).max(1);
+    let mut lo = Vec::with_capacity(blowup * lo_len);
+    let mut hi = Vec::with_capacity(blowup * hi_len);
+    for t in 0..blowup {
+        let s = offset * g.exp(t as u64);
+        let mut acc = BaseElement::ONE;
+        for _ in 0..lo_len {
+            lo.push(acc.inner());
+            acc *= s;
+        }
+        // `acc` is now s^(2^10).
+        let step = acc;
+        let mut acc = BaseElement::ONE;
+        for _ in 0..hi_len {
+            hi.push(acc.inner());
+            acc *= step;
+        }
+    }
+    (lo, hi, hi_len)
 }
 
 impl CudaBackend {
@@ -606,27 +639,7 @@ impl Backend for CudaBackend {
         let err = self.drv("coset LDE");
         let log_n = n.ilog2();
         let log_blowup = blowup.ilog2();
-        // Shift powers s_t^p = lo[t][p mod 2^10] * hi[t][p >> 10], s_t = offset * g^t.
-        let g = BaseElement::get_root_of_unity(big.ilog2());
-        let lo_len = 1usize << SHIFT_LO_BITS;
-        let hi_len = (n >> SHIFT_LO_BITS).max(1);
-        let mut lo = Vec::with_capacity(blowup * lo_len);
-        let mut hi = Vec::with_capacity(blowup * hi_len);
-        for t in 0..blowup {
-            let s = offset * g.exp(t as u64);
-            let mut acc = BaseElement::ONE;
-            for _ in 0..lo_len {
-                lo.push(acc.inner());
-                acc *= s;
-            }
-            // `acc` is now s^(2^10).
-            let step = acc;
-            let mut acc = BaseElement::ONE;
-            for _ in 0..hi_len {
-                hi.push(acc.inner());
-                acc *= step;
-            }
-        }
+        let (lo, hi, hi_len) = lde_shift_tables(offset, n, blowup);
         let lo = self.upload_words("LDE shift powers", &lo)?;
         let hi = self.upload_words("LDE shift powers", &hi)?;
         let mut scratch = self.scratch("LDE cosets", words)?;
