@@ -20,6 +20,8 @@ step "cargo test"
 # for real here, so a missing adapter fails the run instead of skipping.
 EPA_REQUIRE_WGPU=1 cargo test --workspace --locked
 
+step "CUDA kernels: NVRTC and ptxas for sm_80 / sm_90, no register spills" && bash scripts/cuda-check.sh
+
 step "package check (metadata, systemd unit, tarball layout)"
 bash scripts/package.sh --check
 step "supply chain: cargo deny, cargo audit" && bash scripts/supply-chain.sh

@@ -34,7 +34,7 @@ use cudarc::{
     driver::{
         CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, PinnedHostSlice,
     },
-    nvrtc::{CompileOptions, Ptx},
+    nvrtc::{CompileError, CompileOptions, Ptx},
 };
 
 use crate::{CpuBackend, Error};
@@ -172,7 +172,12 @@ pub fn compile_ptx(source: &KernelSource, arch: &'static str) -> Result<Ptx, Err
     let code = source.code.as_str();
     let res = catch_unwind(move || cudarc::nvrtc::compile_ptx_with_opts(code, opts))
         .map_err(|_| compile_err(source.name, arch, "NVRTC panicked (a symbol is missing?)"))?;
-    res.map_err(|e| compile_err(source.name, arch, &e.to_string()))
+    res.map_err(|e| match e {
+        CompileError::CompileError { log, .. } => {
+            compile_err(source.name, arch, log.to_string_lossy().trim())
+        }
+        other => compile_err(source.name, arch, &other.to_string()),
+    })
 }
 
 /// The kernel entry points, loaded from the compiled modules.

@@ -33,6 +33,8 @@ use crate::{
     cpu::ntt,
 };
 
+mod mlkem;
+
 const FIELD: &str = include_str!("shaders/field.wgsl");
 const NTT_STAGE: &str = include_str!("shaders/ntt_stage.wgsl");
 const PERMUTE: &str = include_str!("shaders/permute.wgsl");
@@ -75,6 +77,8 @@ pub struct WgpuBackend {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// The CPU backend for the operations without a GPU kernel (BLAKE3).
     cpu: OnceLock<CpuBackend>,
+    /// The ML-KEM-768 decapsulation kernel, compiled on first use.
+    mlkem: OnceLock<mlkem::Kernels>,
 }
 
 impl fmt::Debug for WgpuBackend {
@@ -334,6 +338,7 @@ impl WgpuBackend {
             lost,
             uncaptured,
             cpu: OnceLock::new(),
+            mlkem: OnceLock::new(),
         })
     }
 
@@ -731,7 +736,7 @@ impl Backend for WgpuBackend {
                 coset_lde: true,
                 merkle_rp64_256: true,
                 merkle_blake3: false,
-                mlkem768_decap: false,
+                mlkem768_decap: true,
                 max_log_size: max_log,
             },
         }
@@ -948,6 +953,14 @@ impl Backend for WgpuBackend {
                 finish(n, l)
             }
         }
+    }
+
+    fn decap_batch(
+        &self,
+        dk: &crypto::kem::mlkem768::DecapsulationKey,
+        ciphertexts: &[crypto::kem::mlkem768::Ciphertext],
+    ) -> Result<Vec<crypto::kem::SharedSecret>, Error> {
+        mlkem::decap_batch(self, dk, ciphertexts)
     }
 }
 
