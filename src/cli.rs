@@ -522,11 +522,21 @@ fn run(args: &RunArgs) -> Result<()> {
     use crate::appliance::{Appliance, Settings};
     use std::io::Write as _;
     let cfg = firmware_config::Config::load_with_env(&args.config, std::env::vars())?;
+    crate::logging::init(&cfg.logging.format, &cfg.logging.level);
     let settings = Settings::from_config(&cfg)?;
     let data_dir = settings.data_dir.clone();
+    let http_options = node_lite::http::HttpOptions {
+        bearer_token: cfg.http.bearer_token.clone(),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
-        let appliance = Appliance::start(settings).await?;
+        let appliance = Appliance::start_with(settings, http_options).await?;
+        tracing::info!(
+            quic = %appliance.quic_addr(),
+            http = ?appliance.http_addr(),
+            fingerprint = %appliance.fingerprint(),
+            "appliance ready"
+        );
         let key_id = node_lite::wire::KeyId::of(appliance.appliance_key());
         println!("epa: data dir {}", data_dir.display());
         println!("epa: QUIC listening on {}", appliance.quic_addr());
@@ -550,6 +560,7 @@ fn run(args: &RunArgs) -> Result<()> {
             _ = term.recv() => {}
         }
         println!("epa: draining");
+        tracing::info!("draining: no new work, running stages finish");
         appliance.shutdown().await;
         println!("epa: stopped");
         Ok::<(), anyhow::Error>(())

@@ -7,3 +7,4 @@
 pub mod appliance;
 pub mod cli;
 pub mod doctor;
+pub mod logging;

@@ -1,6 +1,7 @@
 //! Observability end to end: the Grafana dashboard queries only metrics a running appliance
-//! exports, exported names follow the Prometheus conventions, and the output of a run holds
-//! no secret key bytes.
+//! exports, exported names follow the Prometheus conventions (histograms included), the JSON
+//! logs of a full run carry the job fields on every job event, and the output of a run holds
+//! no secret key bytes (raw, hex or base64).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -119,8 +120,31 @@ fn dashboard_queries_only_exported_metrics_and_names_follow_conventions() {
     let names: BTreeSet<String> = exported.iter().map(|(n, _)| n.clone()).collect();
     eprintln!("exported: {names:?}");
     assert!(names.len() >= 8, "{names:?}");
+    for (name, kind) in [
+        ("epa_stage_duration_seconds", "histogram"),
+        ("epa_proof_size_bytes", "histogram"),
+        ("epa_node_queue_depth", "gauge"),
+        ("epa_node_utilisation_ratio", "gauge"),
+        ("epa_node_running_stages", "gauge"),
+        ("epa_device_healthy", "gauge"),
+        ("epa_device_memory_bytes", "gauge"),
+        ("epa_backend_info", "gauge"),
+    ] {
+        assert!(
+            exported.contains(&(name.to_string(), kind.to_string())),
+            "{name} ({kind}) is not exported: {exported:?}"
+        );
+    }
     for (name, kind) in &exported {
         assert!(name.starts_with("epa_"), "`{name}` lacks the epa_ prefix");
+        if name.contains("seconds") || name.contains("bytes") || name.contains("ratio") {
+            let unit = ["_seconds", "_bytes", "_ratio"];
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            assert!(
+                unit.iter().any(|u| base.ends_with(u)),
+                "`{name}`: the unit comes last (before _total)"
+            );
+        }
         match kind.as_str() {
             "counter" => assert!(name.ends_with("_total"), "counter `{name}` lacks _total"),
             _ => assert!(!name.ends_with("_total"), "{kind} `{name}` ends in _total"),
@@ -157,9 +181,30 @@ fn names_in_extracts_metric_names() {
     assert_eq!(got, want);
 }
 
-/// Every 16-byte window of `secret` in lower- and upper-case hex, and the raw bytes.
+/// Standard base64 with padding (RFC 4648), for the leak check.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Every 16-byte window of `secret` in lower- and upper-case hex, the raw bytes, and any
+/// 15-byte run in base64 (standard or URL-safe, at each of the three alignments).
 fn leaks(secret: &[u8], output: &[u8]) -> Option<String> {
-    let lower = String::from_utf8_lossy(output).to_ascii_lowercase();
+    let text = String::from_utf8_lossy(output);
+    let lower = text.to_ascii_lowercase();
     for w in secret.windows(16) {
         let h = hex::encode(w);
         if lower.contains(&h) {
@@ -169,7 +214,77 @@ fn leaks(secret: &[u8], output: &[u8]) -> Option<String> {
             return Some("raw bytes".into());
         }
     }
+    let url_safe = text.replace('-', "+").replace('_', "/");
+    for start in 0..3.min(secret.len()) {
+        let enc = base64(&secret[start..]);
+        let enc = enc.trim_end_matches('=');
+        for i in (0..enc.len().saturating_sub(20)).step_by(4) {
+            let run = &enc[i..i + 20];
+            if text.contains(run) || url_safe.contains(run) {
+                return Some(format!("base64 {run}"));
+            }
+        }
+    }
     None
+}
+
+#[test]
+fn base64_matches_rfc_4648_and_the_leak_check_finds_it() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    let secret: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
+    for start in 0..5 {
+        let mut out = b"log line ".to_vec();
+        out.extend(base64(&secret[start..start + 24]).as_bytes());
+        assert!(leaks(&secret, &out).is_some(), "offset {start}");
+        let url = base64(&secret[start..start + 24])
+            .replace('+', "-")
+            .replace('/', "_");
+        assert!(
+            leaks(&secret, url.as_bytes()).is_some(),
+            "url-safe offset {start}"
+        );
+    }
+    assert!(leaks(&secret, b"nothing here").is_none());
+}
+
+/// Checks that every line of `stderr` is one JSON log object and that every job event carries
+/// `job_id`, `tenant`, `shard` and `stage`; returns the stages logged as completed.
+fn check_json_logs(stderr: &[u8]) -> Vec<(u64, String)> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut completed = Vec::new();
+    let mut accepted = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "message", "target"] {
+            assert!(v.get(field).is_some(), "no `{field}` in {line}");
+        }
+        let message = v["message"].as_str().unwrap_or_default();
+        let job_event = message.starts_with("stage ") || message.starts_with("job ");
+        if job_event {
+            assert!(v["job_id"].is_u64(), "job_id in {line}");
+            assert!(v["tenant"].is_string(), "tenant in {line}");
+            assert!(v["shard"].is_i64(), "shard in {line}");
+            assert!(v["stage"].is_string(), "stage in {line}");
+        }
+        if message == "stage completed" {
+            completed.push((
+                v["job_id"].as_u64().expect("checked above"),
+                v["stage"].as_str().expect("checked above").to_string(),
+            ));
+            assert_eq!(v["tenant"], "agg", "{line}");
+            assert_eq!(v["shard"], 0, "{line}");
+        }
+        if message.starts_with("job accepted") {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "one batch accepted:\n{text}");
+    completed
 }
 
 #[test]
@@ -184,6 +299,8 @@ fn a_full_run_prints_no_secret_key_bytes() {
         .arg(&config)
         .env("EPA_PROVER__SMT_DEPTH", "16")
         .env("EPA_PROVER__HASH", "blake3-256")
+        .env("EPA_LOGGING__FORMAT", "json")
+        .env("EPA_LOGGING__LEVEL", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -249,7 +366,15 @@ fn a_full_run_prints_no_secret_key_bytes() {
         .status();
     let status = child.wait().expect("epa run exits");
     let mut logs = out_thread.join().expect("stdout reader");
-    logs.extend(err_thread.join().expect("stderr reader"));
+    let stderr = err_thread.join().expect("stderr reader");
+    let completed = check_json_logs(&stderr);
+    let stages: Vec<&str> = completed.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        stages,
+        ["decap", "execute", "prove", "publish"],
+        "{completed:?}"
+    );
+    logs.extend(stderr);
     logs.extend(&submit.stdout);
     logs.extend(&submit.stderr);
     let text = String::from_utf8_lossy(&logs).into_owned();

@@ -38,17 +38,20 @@ use std::time::{Duration, Instant};
 
 use crypto::dsa::mldsa65;
 use crypto::kem::mlkem768;
-use node_lite::http::{HttpServer, Metric, MetricKind, Sample, StatusProvider};
+use node_lite::http::{
+    HistogramFamily, HttpOptions, HttpServer, Metric, MetricKind, Sample, StatusProvider,
+};
 use node_lite::server::{Server, ServerConfig};
 use node_lite::tls::{Fingerprint, Identity};
 use node_lite::wire::{Limits, RejectCode, Response};
 use prover::options::{HashId, Preset};
-use scheduler::{Scheduler, Snapshot};
+use scheduler::{JobState, Scheduler, Snapshot};
 
 pub use error::Error;
 pub use service::{Aggregator, Service};
 
 use self::tx::Invalid;
+use crate::logging::{Observations, Observed};
 
 /// The store's directory under the data dir.
 pub const STORE_DIR: &str = "store";
@@ -221,8 +224,257 @@ struct ApplianceStatus {
     scheduler: Arc<Scheduler>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
+    observations: Arc<Observations>,
+    /// The kernels backends of this process, probed once at start.
+    backends: Vec<kernels::BackendInfo>,
     shards: Vec<u32>,
     started: Instant,
+}
+
+/// A labelled gauge or counter with one sample per `(label value, value)`.
+fn labelled(
+    name: &str,
+    help: &str,
+    kind: MetricKind,
+    label: &str,
+    values: impl IntoIterator<Item = (String, f64)>,
+) -> Metric {
+    Metric {
+        name: name.into(),
+        help: help.into(),
+        kind,
+        samples: values
+            .into_iter()
+            .map(|(v, value)| Sample {
+                labels: vec![(label.into(), v)],
+                value,
+            })
+            .collect(),
+    }
+}
+
+/// The scheduler's state of a job as `/status` names it.
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running(_) => "running",
+        JobState::Done => "done",
+        JobState::Failed(_) => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn kind_name(kind: scheduler::JobKind) -> &'static str {
+    match kind {
+        scheduler::JobKind::Batch => "batch",
+        scheduler::JobKind::Proving => "proving",
+        scheduler::JobKind::ProvingPublished => "proving-published",
+    }
+}
+
+impl ApplianceStatus {
+    /// Per-node, per-device and per-backend series (issue 9's `/metrics` view).
+    fn placement_metrics(&self, snap: &Snapshot, out: &mut Vec<Metric>) {
+        let node = |i: usize| snap.nodes.get(i).map_or(i, |n| n.os_index).to_string();
+        let per_node = |f: &dyn Fn(&scheduler::NodeView) -> f64| {
+            snap.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (node(i), f(n)))
+                .collect::<Vec<_>>()
+        };
+        out.push(labelled(
+            "epa_node_queue_depth",
+            "Jobs placed on the NUMA node waiting for a CPU stage.",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.queued as f64),
+        ));
+        out.push(labelled(
+            "epa_node_running_stages",
+            "Stages running on the NUMA node's worker pool now.",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.running as f64),
+        ));
+        out.push(labelled(
+            "epa_node_workers",
+            "Worker threads of the NUMA node's pool.",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.workers as f64),
+        ));
+        out.push(labelled(
+            "epa_node_utilisation_ratio",
+            "Busy workers over all workers of the NUMA node (0 to 1).",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.utilisation()),
+        ));
+        out.push(labelled(
+            "epa_node_memory_reserved_bytes",
+            "Memory reserved on the NUMA node by the jobs placed there.",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.memory_used as f64),
+        ));
+        out.push(labelled(
+            "epa_node_memory_budget_bytes",
+            "Memory budget of the NUMA node for admitted jobs.",
+            MetricKind::Gauge,
+            "node",
+            per_node(&|n| n.memory_budget as f64),
+        ));
+        out.push(labelled(
+            "epa_node_placements_total",
+            "Jobs placed on the NUMA node.",
+            MetricKind::Counter,
+            "node",
+            per_node(&|n| n.placed as f64),
+        ));
+        let per_gpu = |f: &dyn Fn(&scheduler::GpuView) -> f64| {
+            snap.gpus
+                .iter()
+                .map(|g| (g.pci_address.clone(), f(g)))
+                .collect::<Vec<_>>()
+        };
+        out.push(labelled(
+            "epa_device_healthy",
+            "1 if the GPU is in rotation, 0 if it was taken out after an error.",
+            MetricKind::Gauge,
+            "device",
+            per_gpu(&|g| f64::from(u8::from(g.healthy))),
+        ));
+        out.push(labelled(
+            "epa_device_queue_depth",
+            "Jobs placed on the GPU waiting for their prove stage.",
+            MetricKind::Gauge,
+            "device",
+            per_gpu(&|g| g.queued as f64),
+        ));
+        out.push(labelled(
+            "epa_device_running_stages",
+            "Stages the GPU's driver thread runs now (0 or 1).",
+            MetricKind::Gauge,
+            "device",
+            per_gpu(&|g| f64::from(u8::from(g.running))),
+        ));
+        out.push(labelled(
+            "epa_device_memory_bytes",
+            "Memory budget of the GPU for admitted jobs.",
+            MetricKind::Gauge,
+            "device",
+            per_gpu(&|g| g.memory_budget as f64),
+        ));
+        out.push(labelled(
+            "epa_device_memory_reserved_bytes",
+            "Memory reserved on the GPU by the jobs placed there.",
+            MetricKind::Gauge,
+            "device",
+            per_gpu(&|g| g.memory_used as f64),
+        ));
+        out.push(labelled(
+            "epa_device_failures_total",
+            "Times the GPU was taken out of rotation.",
+            MetricKind::Counter,
+            "device",
+            per_gpu(&|g| g.failures as f64),
+        ));
+        out.push(labelled(
+            "epa_backend_info",
+            "The kernels backends of this process (always 1; the label names each).",
+            MetricKind::Gauge,
+            "backend",
+            self.backends.iter().map(|b| (b.name.clone(), 1.0)),
+        ));
+        out.push(labelled(
+            "epa_backend_memory_bytes",
+            "Memory a kernels backend can use, where it says.",
+            MetricKind::Gauge,
+            "backend",
+            self.backends
+                .iter()
+                .filter_map(|b| Some((b.name.clone(), b.memory_bytes? as f64))),
+        ));
+    }
+
+    fn node_json(snap: &Snapshot) -> Vec<serde_json::Value> {
+        snap.nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "node": n.os_index, "workers": n.workers, "running": n.running,
+                    "queued": n.queued, "utilisation": n.utilisation(),
+                    "memory_budget_bytes": n.memory_budget, "memory_used_bytes": n.memory_used,
+                    "memory_peak_bytes": n.memory_peak, "placed": n.placed,
+                })
+            })
+            .collect()
+    }
+
+    fn device_json(snap: &Snapshot) -> Vec<serde_json::Value> {
+        snap.gpus
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "device": g.pci_address, "node": g.node, "healthy": g.healthy,
+                    "running": g.running, "queued": g.queued,
+                    "memory_budget_bytes": g.memory_budget, "memory_used_bytes": g.memory_used,
+                    "memory_peak_bytes": g.memory_peak, "placed": g.placed,
+                    "failures": g.failures,
+                })
+            })
+            .collect()
+    }
+
+    fn backend_json(&self) -> Vec<serde_json::Value> {
+        self.backends
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name, "detail": format!("{:?}", b.device),
+                    "memory_bytes": b.memory_bytes, "healthy": true,
+                })
+            })
+            .collect()
+    }
+
+    fn jobs_json(&self) -> serde_json::Value {
+        let activity = self.scheduler.activity();
+        let job = |s: &scheduler::JobStatus| {
+            let stages = s.job.kind.stages();
+            let stage = match &s.state {
+                JobState::Running(stage) => Some(*stage),
+                _ => stages.get(s.completed.len()).copied(),
+            };
+            let reason = match &s.state {
+                JobState::Failed(r) => Some(r.as_str()),
+                _ => None,
+            };
+            serde_json::json!({
+                "job": s.job.id.0, "tenant": s.job.tenant, "shard": s.job.ordering_key,
+                "kind": kind_name(s.job.kind), "state": state_name(&s.state),
+                "stage": stage.map(|st| st.name()), "stage_index": s.completed.len(),
+                "stages": stages.len(), "progress": s.progress(), "attempts": s.attempts,
+                "node": s.placement.as_ref().map(|p| p.node),
+                "gpu": s.placement.as_ref().and_then(|p| p.gpu),
+                "reason": reason,
+            })
+        };
+        let placement = |p: &scheduler::PlacementDecision| {
+            serde_json::json!({
+                "seq": p.seq, "job": p.job.0, "tenant": p.tenant, "node": p.record.node,
+                "gpu": p.record.gpu, "node_bytes": p.record.node_bytes,
+                "gpu_bytes": p.record.gpu_bytes, "reason": p.record.reason,
+            })
+        };
+        serde_json::json!({
+            "in_flight": activity.in_flight.iter().map(job).collect::<Vec<_>>(),
+            "recent_jobs": activity.finished.iter().map(job).collect::<Vec<_>>(),
+            "recent_placements": activity.placements.iter().map(placement).collect::<Vec<_>>(),
+            "placements_total": activity.placements_total,
+        })
+    }
 }
 
 impl StatusProvider for ApplianceStatus {
@@ -300,6 +552,7 @@ impl StatusProvider for ApplianceStatus {
                 })
                 .collect(),
         });
+        self.placement_metrics(&snap, &mut out);
         out.push(Metric {
             name: "epa_stage_seconds_total".into(),
             help: "Time spent in each stage.".into(),
@@ -316,6 +569,10 @@ impl StatusProvider for ApplianceStatus {
         out
     }
 
+    fn histograms(&self) -> Vec<HistogramFamily> {
+        self.observations.histograms()
+    }
+
     fn status(&self) -> serde_json::Value {
         let snap = self.scheduler.snapshot();
         let shards: Vec<serde_json::Value> = self
@@ -330,8 +587,35 @@ impl StatusProvider for ApplianceStatus {
                 serde_json::json!({ "shard": s, "height": height, "root": root })
             })
             .collect();
+        let jobs = self.jobs_json();
+        let proofs: Vec<serde_json::Value> = self
+            .observations
+            .recent_proofs()
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "job": p.job, "tenant": p.tenant, "shard": p.shard, "height": p.height,
+                    "proof_bytes": p.proof_bytes, "prove_ms": p.prove_ms,
+                })
+            })
+            .collect();
         serde_json::json!({
-            "backends": ["cpu"],
+            "version": 1,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "ready": self.ready(),
+            "backends": self.backend_json(),
+            "devices": Self::device_json(&snap),
+            "nodes": Self::node_json(&snap),
+            "in_flight": jobs["in_flight"],
+            "recent_jobs": jobs["recent_jobs"],
+            "recent_proofs": proofs,
+            "placements": snap.placements.iter().map(|(id, p)| serde_json::json!({
+                "job": id.0, "node": p.node, "gpu": p.gpu, "node_bytes": p.node_bytes,
+                "gpu_bytes": p.gpu_bytes, "reason": p.reason,
+            })).collect::<Vec<_>>(),
+            "recent_placements": jobs["recent_placements"],
+            "placements_total": jobs["placements_total"],
+            "warnings": snap.warnings,
             "jobs": {
                 "queued": snap.queued,
                 "running": snap.running,
@@ -376,13 +660,23 @@ impl std::fmt::Debug for Appliance {
 }
 
 impl Appliance {
-    /// Opens the store, resumes unfinished jobs, and starts serving. Must run inside a
-    /// multi-threaded Tokio runtime.
+    /// Opens the store, resumes unfinished jobs, and starts serving (HTTP without a token).
+    /// Must run inside a multi-threaded Tokio runtime.
     ///
     /// # Errors
     /// Store, key, socket or configuration errors.
     pub async fn start(settings: Settings) -> Result<Self, Error> {
+        Self::start_with(settings, HttpOptions::default()).await
+    }
+
+    /// As [`start`](Self::start), with the HTTP face's options (a bearer token for `/status`
+    /// and `/metrics`: `http.bearer_token` in the configuration).
+    ///
+    /// # Errors
+    /// Store, key, socket or configuration errors.
+    pub async fn start_with(settings: Settings, http_options: HttpOptions) -> Result<Self, Error> {
         let metrics = Arc::new(Metrics::default());
+        let observations = Arc::new(Observations::default());
         let limits = settings.server.limits;
         let executor = stages::BatchExecutor {
             shard_keys: settings
@@ -417,8 +711,13 @@ impl Appliance {
             detail: format!("cannot create the data dir: {e}"),
         })?;
         let store_dir = data_dir.join(STORE_DIR);
+        let observations_for_stages = Arc::clone(&observations);
         let scheduler = tokio::task::spawn_blocking(move || {
-            Scheduler::open(store_dir, config, Arc::new(executor))
+            Scheduler::open(
+                store_dir,
+                config,
+                Arc::new(Observed::new(executor, observations_for_stages)),
+            )
         })
         .await
         .map_err(|e| Error::Config(format!("opening the store: {e}")))??;
@@ -449,10 +748,15 @@ impl Appliance {
                     scheduler: Arc::clone(&scheduler),
                     service: Arc::clone(&service),
                     metrics: Arc::clone(&metrics),
+                    observations,
+                    backends: kernels::CpuBackend::new()
+                        .map(|b| kernels::Backend::info(&b))
+                        .into_iter()
+                        .collect(),
                     shards: shards.iter().copied().collect(),
                     started: Instant::now(),
                 });
-                Some(HttpServer::bind(addr, provider).await?)
+                Some(HttpServer::bind_with(addr, provider, http_options).await?)
             }
             None => None,
         };

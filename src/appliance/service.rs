@@ -333,6 +333,7 @@ impl Service {
         self.metrics
             .batches_accepted
             .fetch_add(1, Ordering::Relaxed);
+        crate::logging::job_accepted(id.0, &agg.tenant, Some(batch.shard), batch.txs.len());
         Response::Accepted {
             id: WireJobId(id.0),
         }
