@@ -65,7 +65,13 @@ fn reports_the_adapter_and_its_limits() {
     assert!(max >= 1 << 20, "buffer limit {max} below 1 MiB");
     let caps = info.capabilities;
     assert!(caps.ntt && caps.coset_lde && caps.merkle_rp64_256);
-    assert!(!caps.merkle_blake3);
+    assert!(caps.merkle_blake3, "BLAKE3 commitments run on the device");
+    assert_eq!(
+        b.buffer_budget(),
+        max,
+        "the default buffer budget is the device limit"
+    );
+    assert!(b.memory_budget() <= 8 << 32);
     assert!(caps.mlkem768_decap);
     assert!(1u64 << caps.max_log_size <= max / 8);
     eprintln!(
@@ -98,6 +104,160 @@ fn passes_rp64_256_merkle_conformance() {
 fn passes_blake3_merkle_conformance() {
     let Some(b) = backend() else { return };
     assert!(conformance::check_merkle_blake3(b) > 0);
+}
+
+/// BLAKE3-256 row hashing on the device against winter-crypto's `Blake3_256::hash_elements`
+/// and `MerkleTree::new`, including rows over one BLAKE3 chunk (128 elements: the chunk tree
+/// and its chaining-value stack) and rows of edge values (canonical conversion).
+#[test]
+fn blake3_commitment_matches_winter_crypto_for_wide_rows() {
+    use winter_crypto::{ElementHasher, MerkleTree, hashers::Blake3_256};
+    let Some(b) = backend() else { return };
+    let seed = conformance::fresh_seed();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    // 1 block, partial blocks, exactly one chunk, one chunk + 1 element, 2, 3, 4 and 5 chunks
+    // (stack merges at 2 and 4), and a random width.
+    let random_width = 1 + (rand::Rng::r#gen::<u32>(&mut rng) % 700) as usize;
+    for width in [
+        1usize,
+        8,
+        13,
+        127,
+        128,
+        129,
+        256,
+        300,
+        512,
+        640,
+        random_width,
+    ] {
+        let log_rows = 1 + (width % 4) as u32;
+        let n = 1usize << log_rows;
+        let data = conformance::random_elements(&mut rng, n * width);
+        let host = RowMatrix::from_row_major(data, width).expect("n rows of width");
+        let leaves: Vec<_> = (0..n)
+            .map(|r| Blake3_256::<BaseElement>::hash_elements(host.row(r)))
+            .collect();
+        let want = MerkleTree::<Blake3_256<BaseElement>>::new(leaves).expect("2^k >= 2 leaves");
+        let rows = b.upload_rows(host).expect("upload");
+        let got = b
+            .download_tree(b.commit_rows_blake3(&rows).expect("commit"))
+            .expect("tree");
+        assert_eq!(got.leaves(), want.leaves(), "width {width}, seed {seed}");
+        assert_eq!(got.root(), want.root(), "width {width}, seed {seed}");
+        for leaf in 0..n {
+            assert_eq!(
+                got.prove(leaf).ok(),
+                want.prove(leaf).ok(),
+                "width {width}, leaf {leaf}, seed {seed}"
+            );
+        }
+    }
+}
+
+/// With a buffer budget far below the work, matrices are split into column groups and row
+/// ranges and the LDE runs one column group at a time; every result equals the unchunked
+/// backend's (and so the CPU backend's).
+#[test]
+fn chunked_work_under_a_tiny_budget_equals_unchunked() {
+    let Some(whole) = backend() else { return };
+    let small = WgpuBackend::new()
+        .expect("a second device on the adapter found above")
+        .with_buffer_budget(1024);
+    assert_eq!(small.buffer_budget(), 1024);
+    let seed = conformance::fresh_seed();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let (n, cols, blowup) = (1usize << 6, 5, 8);
+    let trace: Vec<Vec<BaseElement>> = (0..cols)
+        .map(|_| conformance::random_elements(&mut rng, n))
+        .collect();
+    let m = ColumnMatrix::new(trace).expect("equal power-of-two columns");
+    let offset = BaseElement::GENERATOR;
+
+    let mut a = whole.upload_columns(m.clone()).expect("upload");
+    let mut c = small.upload_columns(m).expect("upload");
+    assert_eq!(a.num_chunks(), 1);
+    // 1024 B hold two columns of 64: three column groups.
+    assert_eq!(c.num_chunks(), 3, "seed {seed}");
+    whole.intt(&mut a).expect("intt");
+    small.intt(&mut c).expect("intt");
+    assert_eq!(
+        small.download_columns(&c).expect("download"),
+        whole.download_columns(&a).expect("download"),
+        "seed {seed}"
+    );
+    let la = whole.coset_lde(&a, blowup, offset).expect("lde");
+    let lc = small.coset_lde(&c, blowup, offset).expect("lde");
+    // 512 rows of 40 B: 16 rows per 1024 B range, 32 ranges.
+    assert_eq!(lc.num_chunks(), 32, "seed {seed}");
+    assert_eq!(
+        small.download_rows(&lc).expect("download"),
+        whole.download_rows(&la).expect("download"),
+        "seed {seed}"
+    );
+    let queries = [0usize, 15, 16, 17, 511, 200, 3];
+    assert_eq!(
+        small.read_rows(&lc, &queries).expect("rows"),
+        whole.read_rows(&la, &queries).expect("rows"),
+        "seed {seed}"
+    );
+    assert_eq!(
+        small.hash_rows_rp64_256(&lc).expect("hashes"),
+        whole.hash_rows_rp64_256(&la).expect("hashes"),
+        "seed {seed}"
+    );
+    let rp = |b: &WgpuBackend, r| b.download_tree(b.commit_rows_rp64_256(r).expect("commit"));
+    assert_eq!(
+        rp(&small, &lc).expect("tree").root(),
+        rp(whole, &la).expect("tree").root(),
+        "seed {seed}"
+    );
+    let b3 = |b: &WgpuBackend, r| b.download_tree(b.commit_rows_blake3(r).expect("commit"));
+    assert_eq!(
+        b3(&small, &lc).expect("tree").root(),
+        b3(whole, &la).expect("tree").root(),
+        "seed {seed}"
+    );
+    // Uploaded rows are chunked the same way.
+    let host = whole.download_rows(&la).expect("download");
+    let up = small.upload_rows(host.clone()).expect("upload");
+    assert_eq!(up.num_chunks(), 32);
+    assert_eq!(small.download_rows(&up).expect("download"), host);
+}
+
+/// A matrix above the memory budget is refused with a typed error naming the budget, before
+/// any allocation.
+#[test]
+fn work_above_the_memory_budget_is_refused() {
+    if backend().is_none() {
+        return;
+    }
+    let b = WgpuBackend::new()
+        .expect("a second device on the adapter found above")
+        .with_memory_budget(64 * 1024);
+    assert_eq!(b.memory_budget(), 64 * 1024);
+    let cols = b
+        .upload_columns(
+            ColumnMatrix::new(vec![vec![BaseElement::new(9); 256]; 4]).expect("4 x 256"),
+        )
+        .expect("8 KiB fit");
+    // 256 * 16 rows x 4 columns x 8 B = 128 KiB.
+    assert_eq!(
+        b.coset_lde(&cols, 16, BaseElement::GENERATOR).err(),
+        Some(Error::DeviceMemory {
+            what: "LDE matrix",
+            bytes: 128 * 1024,
+            limit: 64 * 1024
+        })
+    );
+    assert!(matches!(
+        b.upload_rows(
+            RowMatrix::from_row_major(vec![BaseElement::new(1); 16 * 1024], 8).expect("2^11 rows")
+        ),
+        Err(Error::DeviceMemory { limit, .. }) if limit == 64 * 1024
+    ));
+    // Within the budget it still works.
+    assert!(b.coset_lde(&cols, 4, BaseElement::GENERATOR).is_ok());
 }
 
 /// The prover's path with everything on the device: interpolate, extend, commit; only the

@@ -9,11 +9,17 @@
 //!    [`Error::NoAdapter`].
 //! 2. Buffers stay on the device from upload through NTT, LDE and row hashing to the tree;
 //!    only digests, trees and queried rows come back.
-//! 3. A buffer above the device's limits is refused with [`Error::DeviceMemory`]; any device
-//!    error (validation, out of memory, lost device) becomes [`Error::Gpu`], never a panic.
+//! 3. Matrices are split into chunks, one device buffer each, so that no buffer exceeds the
+//!    buffer budget ([`WgpuBackend::with_buffer_budget`], by default the device's storage
+//!    binding limit): column matrices into column groups, row matrices into row ranges, and
+//!    the LDE works one column group at a time. A matrix above the memory budget
+//!    ([`WgpuBackend::with_memory_budget`]) or a single column or row above the device's
+//!    buffer limit is refused with [`Error::DeviceMemory`] naming the limit; any device error
+//!    (validation, out of memory, lost device) becomes [`Error::Gpu`], never a panic.
 //!
-//! BLAKE3 commitments are not a GPU kernel yet: [`Backend::commit_rows_blake3`] downloads the
-//! rows and commits on the CPU backend (`Capabilities::merkle_blake3` is `false`).
+//! Both commitment hashes run on the device: `Rp64_256` and BLAKE3-256 (row hashing with
+//! BLAKE3's chunk tree for rows over 1024 bytes, and 2-to-1 merging), bit-exact with
+//! winter-crypto's `Rp64_256` and `Blake3_256<BaseElement>`.
 
 use std::{
     fmt,
@@ -43,6 +49,13 @@ const TRANSPOSE: &str = include_str!("shaders/transpose.wgsl");
 const RESCUE: &str = include_str!("shaders/rescue.wgsl");
 const HASH_ROWS: &str = include_str!("shaders/hash_rows.wgsl");
 const MERGE: &str = include_str!("shaders/merge.wgsl");
+const BLAKE3: &str = include_str!("shaders/blake3.wgsl");
+const BLAKE3_ROWS: &str = include_str!("shaders/blake3_rows.wgsl");
+const BLAKE3_MERGE: &str = include_str!("shaders/blake3_merge.wgsl");
+
+/// Widest row the BLAKE3 row kernel hashes (its chaining-value stack holds 16 levels, 2^16
+/// chunks of 128 elements); wider rows are committed on the CPU backend.
+const BLAKE3_MAX_WIDTH: usize = 128 << 16;
 
 /// Invocations per workgroup of every kernel (the `@workgroup_size` in the shaders).
 const WORKGROUP: u64 = 64;
@@ -60,6 +73,8 @@ struct Pipelines {
     transpose: wgpu::ComputePipeline,
     hash_rows: wgpu::ComputePipeline,
     merge: wgpu::ComputePipeline,
+    blake3_rows: wgpu::ComputePipeline,
+    blake3_merge: wgpu::ComputePipeline,
 }
 
 /// The portable GPU backend.
@@ -75,8 +90,12 @@ pub struct WgpuBackend {
     lost: Arc<Mutex<Option<String>>>,
     /// Errors that escaped every error scope.
     uncaptured: Arc<Mutex<Vec<String>>>,
-    /// The CPU backend for the operations without a GPU kernel (BLAKE3).
+    /// The CPU backend for BLAKE3 rows wider than the kernel's limit.
     cpu: OnceLock<CpuBackend>,
+    /// Largest chunk (device buffer) of a matrix the backend aims for, in bytes.
+    buffer_budget: u64,
+    /// Largest matrix (all its chunks together) the backend accepts, in bytes.
+    memory_budget: u64,
     /// The ML-KEM-768 decapsulation kernel, compiled on first use.
     mlkem: OnceLock<mlkem::Kernels>,
 }
@@ -91,10 +110,19 @@ impl fmt::Debug for WgpuBackend {
     }
 }
 
-/// A column-major matrix resident on the device.
+/// One device buffer of a chunked matrix: `count` columns of a column matrix or `count` rows
+/// of a row matrix.
+#[derive(Debug)]
+struct Part {
+    buf: wgpu::Buffer,
+    count: usize,
+}
+
+/// A column-major matrix resident on the device, in column groups (one buffer each, every
+/// group but the last of the same width) that keep each buffer within the buffer budget.
 #[derive(Debug)]
 pub struct WgpuColumns {
-    buf: wgpu::Buffer,
+    parts: Vec<Part>,
     num_rows: usize,
     num_cols: usize,
 }
@@ -109,12 +137,19 @@ impl WgpuColumns {
     pub fn num_cols(&self) -> usize {
         self.num_cols
     }
+
+    /// Number of column groups (device buffers) the matrix is split into.
+    pub fn num_chunks(&self) -> usize {
+        self.parts.len()
+    }
 }
 
-/// A row-major matrix resident on the device.
+/// A row-major matrix resident on the device, in row ranges of `rows_per_part` rows (a power
+/// of two; one buffer each) that keep each buffer within the buffer budget.
 #[derive(Debug)]
 pub struct WgpuRows {
-    buf: wgpu::Buffer,
+    parts: Vec<Part>,
+    rows_per_part: usize,
     num_rows: usize,
     num_cols: usize,
 }
@@ -129,10 +164,15 @@ impl WgpuRows {
     pub fn num_cols(&self) -> usize {
         self.num_cols
     }
+
+    /// Number of row ranges (device buffers) the matrix is split into.
+    pub fn num_chunks(&self) -> usize {
+        self.parts.len()
+    }
 }
 
-/// A Merkle tree: on the device (Rp64_256) or already on the host (BLAKE3, built by the CPU
-/// backend).
+/// A Merkle tree: on the device, or already on the host (BLAKE3 rows wider than the kernel's
+/// limit, committed by the CPU backend).
 pub struct WgpuTree<H: Hasher> {
     inner: TreeInner<H>,
 }
@@ -175,6 +215,25 @@ fn rp_finish(nodes: Vec<u64>, leaves: Vec<u64>) -> Result<MerkleTree<Rp64_256>, 
             BaseElement::from_mont(w[2]),
             BaseElement::from_mont(w[3]),
         ])
+    };
+    let nodes = nodes.chunks_exact(4).map(digest).collect();
+    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
+    let found = leaves.len();
+    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
+}
+
+/// Builds winter-crypto's BLAKE3 tree from raw node and leaf words (4 little-endian words, 32
+/// bytes, per digest).
+fn b3_finish(
+    nodes: Vec<u64>,
+    leaves: Vec<u64>,
+) -> Result<MerkleTree<Blake3_256<BaseElement>>, Error> {
+    let digest = |w: &[u64]| {
+        let mut bytes = [0u8; 32];
+        for (out, word) in bytes.chunks_exact_mut(8).zip(w) {
+            out.copy_from_slice(&word.to_le_bytes());
+        }
+        <Blake3_256<BaseElement> as Hasher>::Digest::new(bytes)
     };
     let nodes = nodes.chunks_exact(4).map(digest).collect();
     let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
@@ -286,6 +345,8 @@ impl WgpuBackend {
         let tr_m = module("transpose", &[FIELD, TRANSPOSE]);
         let hash_m = module("hash_rows", &[FIELD, RESCUE, HASH_ROWS]);
         let merge_m = module("merge", &[FIELD, RESCUE, MERGE]);
+        let b3_rows_m = module("blake3_rows", &[FIELD, BLAKE3, BLAKE3_ROWS]);
+        let b3_merge_m = module("blake3_merge", &[FIELD, BLAKE3, BLAKE3_MERGE]);
         let pipe = |m: &wgpu::ShaderModule, entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -305,6 +366,8 @@ impl WgpuBackend {
             transpose: pipe(&tr_m, "transpose"),
             hash_rows: pipe(&hash_m, "hash_rows"),
             merge: pipe(&merge_m, "merge"),
+            blake3_rows: pipe(&b3_rows_m, "blake3_rows"),
+            blake3_merge: pipe(&b3_merge_m, "blake3_merge"),
         };
         let mut rc = Vec::with_capacity(180);
         rc.extend(Rp64_256::MDS[0].iter().map(|m| m.as_int()));
@@ -328,6 +391,8 @@ impl WgpuBackend {
                 detail: e.to_string(),
             });
         }
+        let buffer_budget = hard_buffer_limit(&limits);
+        let memory_budget = limits.max_buffer_size.min(MAX_WORDS * WORD);
         Ok(Self {
             device,
             queue,
@@ -338,6 +403,8 @@ impl WgpuBackend {
             lost,
             uncaptured,
             cpu: OnceLock::new(),
+            buffer_budget,
+            memory_budget,
             mlkem: OnceLock::new(),
         })
     }
@@ -364,9 +431,95 @@ impl WgpuBackend {
     /// Largest buffer this backend creates, in bytes: the smaller of the buffer size and the
     /// storage binding limits.
     pub fn max_buffer_bytes(&self) -> u64 {
-        self.limits
-            .max_buffer_size
-            .min(self.limits.max_storage_buffer_binding_size)
+        hard_buffer_limit(&self.limits)
+    }
+
+    /// Sets the buffer budget: matrices are split into chunks (column groups, row ranges) of at
+    /// most `bytes` each, the LDE works on column groups of at most `bytes`. It is capped at
+    /// [`WgpuBackend::max_buffer_bytes`]; a single column or row larger than the budget is one
+    /// chunk on its own (refused only above the device's buffer limit).
+    pub fn with_buffer_budget(mut self, bytes: u64) -> Self {
+        self.buffer_budget = bytes.clamp(WORD, self.max_buffer_bytes());
+        self
+    }
+
+    /// Sets the memory budget: the largest matrix (all its chunks together) an operation
+    /// accepts, in bytes; larger work is refused with [`Error::DeviceMemory`] before any
+    /// allocation. Defaults to the adapter's maximum buffer size, at most 32 GiB (2^32 words,
+    /// the kernels' 32-bit indexing of one dispatch's rows).
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes.clamp(WORD, MAX_WORDS * WORD);
+        self
+    }
+
+    /// The buffer budget in bytes (see [`WgpuBackend::with_buffer_budget`]).
+    pub fn buffer_budget(&self) -> u64 {
+        self.buffer_budget
+    }
+
+    /// The memory budget in bytes (see [`WgpuBackend::with_memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget
+    }
+
+    /// Checks a whole matrix of `words` against the memory budget.
+    fn check_total(&self, what: &'static str, words: usize) -> Result<(), Error> {
+        let bytes = (words as u64).saturating_mul(WORD);
+        if bytes > self.memory_budget {
+            return Err(Error::DeviceMemory {
+                what,
+                bytes,
+                limit: self.memory_budget,
+            });
+        }
+        Ok(())
+    }
+
+    /// Columns per column group: as many columns of `num_rows` as fit the buffer budget, at
+    /// least one, at most `num_cols`.
+    fn cols_per_part(&self, num_rows: usize, num_cols: usize) -> usize {
+        let per_col = (num_rows as u64).saturating_mul(WORD).max(1);
+        usize::try_from(self.buffer_budget / per_col)
+            .unwrap_or(usize::MAX)
+            .clamp(1, num_cols.max(1))
+    }
+
+    /// Rows per row range: the largest power of two of rows of `num_cols` that fits the buffer
+    /// budget, at least one, at most `num_rows` (a power of two, so ranges tile it).
+    fn rows_per_part(&self, num_rows: usize, num_cols: usize) -> usize {
+        let per_row = (num_cols as u64).saturating_mul(WORD).max(1);
+        let fit = (self.buffer_budget / per_row).max(1);
+        usize::try_from(1u64 << fit.ilog2())
+            .unwrap_or(usize::MAX)
+            .min(num_rows.max(1))
+    }
+
+    /// Uploads `words` as chunks of `chunk` words each (the last may be shorter).
+    fn upload_parts(
+        &self,
+        what: &'static str,
+        words: &[u64],
+        chunk: usize,
+        per_item: usize,
+    ) -> Result<Vec<Part>, Error> {
+        words
+            .chunks(chunk.max(1))
+            .map(|c| {
+                Ok(Part {
+                    buf: self.upload(what, c)?,
+                    count: c.len() / per_item.max(1),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads every chunk back, in order.
+    fn read_parts(&self, parts: &[Part], per_item: usize) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(self.read_all(&p.buf, p.count * per_item)?);
+        }
+        Ok(out)
     }
 
     fn gpu_err(&self, what: &str, detail: impl Into<String>) -> Error {
@@ -614,48 +767,74 @@ impl WgpuBackend {
         let what = if inverse { "inverse NTT" } else { "NTT" };
         self.guarded(what, || {
             let tw = self.twiddles(n, inverse)?;
-            let words = (n * columns.num_cols) as u64;
             let mut work = Vec::new();
-            self.stages(&columns.buf, &tw, n, columns.num_cols, false, &mut work);
-            work.push(Dispatch {
-                pipeline: &self.pipelines.bitrev,
-                buffers: vec![&columns.buf],
-                params: vec![n as u32, n.trailing_zeros(), words as u32, 0, 0, 0, 0, 0],
-                threads: words,
-            });
-            if inverse {
-                let inv_n = BaseElement::new(n as u64).inv().inner();
-                let [lo, hi] = word_halves(inv_n);
+            // One column group (device buffer) after the other, in one submission.
+            for part in &columns.parts {
+                let words = (n * part.count) as u64;
+                self.stages(&part.buf, &tw, n, part.count, false, &mut work);
                 work.push(Dispatch {
-                    pipeline: &self.pipelines.scale,
-                    buffers: vec![&columns.buf],
-                    params: vec![n as u32, 0, words as u32, 0, lo, hi, 0, 0],
+                    pipeline: &self.pipelines.bitrev,
+                    buffers: vec![&part.buf],
+                    params: vec![n as u32, n.trailing_zeros(), words as u32, 0, 0, 0, 0, 0],
                     threads: words,
                 });
+                if inverse {
+                    let inv_n = BaseElement::new(n as u64).inv().inner();
+                    let [lo, hi] = word_halves(inv_n);
+                    work.push(Dispatch {
+                        pipeline: &self.pipelines.scale,
+                        buffers: vec![&part.buf],
+                        params: vec![n as u32, 0, words as u32, 0, lo, hi, 0, 0],
+                        threads: words,
+                    });
+                }
             }
             self.dispatch(&work)
         })
     }
 
-    /// Row hashes of a device matrix into a device buffer of digests (4 words each).
-    fn hash_rows_device(&self, rows: &WgpuRows) -> Result<wgpu::Buffer, Error> {
+    /// Row hashes of a device matrix into a device buffer of 32-byte digests (4 words each),
+    /// one dispatch per row range: `Rp64_256` or BLAKE3-256.
+    fn hash_rows_device(&self, rows: &WgpuRows, blake3: bool) -> Result<wgpu::Buffer, Error> {
         let digests = self.storage("row digests", rows.num_rows * 4)?;
         let [lo, hi] = word_halves(BaseElement::new(rows.num_cols as u64).inner());
-        self.dispatch(&[Dispatch {
-            pipeline: &self.pipelines.hash_rows,
-            buffers: vec![&rows.buf, &self.rescue, &digests],
-            params: vec![rows.num_cols as u32, rows.num_rows as u32, lo, hi],
-            threads: rows.num_rows as u64,
-        }])?;
+        let work: Vec<Dispatch<'_>> = rows
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(k, part)| {
+                let row0 = (k * rows.rows_per_part) as u32;
+                let (w, count) = (rows.num_cols as u32, part.count as u32);
+                if blake3 {
+                    Dispatch {
+                        pipeline: &self.pipelines.blake3_rows,
+                        buffers: vec![&part.buf, &digests],
+                        params: vec![w, count, row0, 0],
+                        threads: part.count as u64,
+                    }
+                } else {
+                    Dispatch {
+                        pipeline: &self.pipelines.hash_rows,
+                        buffers: vec![&part.buf, &self.rescue, &digests],
+                        params: vec![w, count, lo, hi, row0, 0, 0, 0],
+                        threads: part.count as u64,
+                    }
+                }
+            })
+            .collect();
+        self.dispatch(&work)?;
         Ok(digests)
     }
 
-    /// Inner nodes over device leaves (`num_leaves` a power of two, at least 2).
-    fn tree_device(
+    /// Inner nodes over device leaves (`num_leaves` a power of two, at least 2) with
+    /// `Rp64_256` or BLAKE3-256 merges.
+    fn tree_device<H: Hasher>(
         &self,
         leaves: wgpu::Buffer,
         num_leaves: usize,
-    ) -> Result<WgpuTree<Rp64_256>, Error> {
+        blake3: bool,
+        finish: Finish<H>,
+    ) -> Result<WgpuTree<H>, Error> {
         let nodes = self.storage("Merkle nodes", num_leaves * 4)?;
         self.queue
             .write_buffer(&nodes, 0, bytemuck::cast_slice(&[0u64; 4]));
@@ -666,11 +845,20 @@ impl WgpuBackend {
         while m >= 1 {
             // Parents nodes[m..2m]; children leaves[0..2m] or nodes[2m..4m].
             let (flag, src) = if first { (1, 0) } else { (0, 2 * m) };
-            work.push(Dispatch {
-                pipeline: &self.pipelines.merge,
-                buffers: vec![&leaves, &nodes, &self.rescue],
-                params: vec![flag, src as u32, m as u32, m as u32, lo, hi, 0, 0],
-                threads: m as u64,
+            work.push(if blake3 {
+                Dispatch {
+                    pipeline: &self.pipelines.blake3_merge,
+                    buffers: vec![&leaves, &nodes],
+                    params: vec![flag, src as u32, m as u32, m as u32, 0, 0, 0, 0],
+                    threads: m as u64,
+                }
+            } else {
+                Dispatch {
+                    pipeline: &self.pipelines.merge,
+                    buffers: vec![&leaves, &nodes, &self.rescue],
+                    params: vec![flag, src as u32, m as u32, m as u32, lo, hi, 0, 0],
+                    threads: m as u64,
+                }
             });
             first = false;
             m /= 2;
@@ -681,7 +869,7 @@ impl WgpuBackend {
                 leaves,
                 nodes,
                 num_leaves,
-                finish: rp_finish,
+                finish,
                 _hasher: PhantomData,
             },
         })
@@ -695,6 +883,17 @@ impl WgpuBackend {
         Ok(self.cpu.get_or_init(|| c))
     }
 }
+
+/// The device's per-buffer limit: the smaller of the buffer size and the storage binding
+/// limits.
+fn hard_buffer_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_buffer_size
+        .min(limits.max_storage_buffer_binding_size)
+}
+
+/// Words of the largest matrix the kernels accept (32-bit row and word indexes per dispatch).
+const MAX_WORDS: u64 = 1 << 32;
 
 fn desc_backends() -> wgpu::Backends {
     wgpu::Backends::from_env()
@@ -735,7 +934,7 @@ impl Backend for WgpuBackend {
                 ntt: true,
                 coset_lde: true,
                 merkle_rp64_256: true,
-                merkle_blake3: false,
+                merkle_blake3: true,
                 mlkem768_decap: true,
                 max_log_size: max_log,
             },
@@ -743,35 +942,42 @@ impl Backend for WgpuBackend {
     }
 
     fn upload_columns(&self, host: ColumnMatrix) -> Result<WgpuColumns, Error> {
+        let (n, cols) = (host.num_rows(), host.num_cols());
+        self.check_total("columns", n * cols)?;
+        let per = self.cols_per_part(n, cols);
         self.guarded("uploading columns", || {
             Ok(WgpuColumns {
-                buf: self.upload("columns", &words_of(host.data()))?,
-                num_rows: host.num_rows(),
-                num_cols: host.num_cols(),
+                parts: self.upload_parts("columns", &words_of(host.data()), per * n, n)?,
+                num_rows: n,
+                num_cols: cols,
             })
         })
     }
 
     fn upload_rows(&self, host: RowMatrix) -> Result<WgpuRows, Error> {
+        let (rows, cols) = (host.num_rows(), host.num_cols());
+        self.check_total("rows", rows * cols)?;
+        let per = self.rows_per_part(rows, cols);
         self.guarded("uploading rows", || {
             Ok(WgpuRows {
-                buf: self.upload("rows", &words_of(host.data()))?,
-                num_rows: host.num_rows(),
-                num_cols: host.num_cols(),
+                parts: self.upload_parts("rows", &words_of(host.data()), per * cols, cols)?,
+                rows_per_part: per,
+                num_rows: rows,
+                num_cols: cols,
             })
         })
     }
 
     fn download_columns(&self, columns: &WgpuColumns) -> Result<ColumnMatrix, Error> {
         let words = self.guarded("downloading columns", || {
-            self.read_all(&columns.buf, columns.num_rows * columns.num_cols)
+            self.read_parts(&columns.parts, columns.num_rows)
         })?;
         ColumnMatrix::from_column_major(elements_of(&words), columns.num_rows)
     }
 
     fn download_rows(&self, rows: &WgpuRows) -> Result<RowMatrix, Error> {
         let words = self.guarded("downloading rows", || {
-            self.read_all(&rows.buf, rows.num_rows * rows.num_cols)
+            self.read_parts(&rows.parts, rows.num_cols)
         })?;
         RowMatrix::from_row_major(elements_of(&words), rows.num_cols)
     }
@@ -782,8 +988,13 @@ impl Backend for WgpuBackend {
         indexes: &[usize],
     ) -> Result<Vec<Vec<BaseElement>>, Error> {
         let row_bytes = rows.num_cols as u64 * WORD;
-        let mut ranges = Vec::with_capacity(indexes.len());
-        for &i in indexes {
+        // Byte ranges per row range (chunk), with the position of each queried row.
+        let mut by_part: Vec<PartQueries> = rows
+            .parts
+            .iter()
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        for (pos, &i) in indexes.iter().enumerate() {
             if i >= rows.num_rows {
                 return Err(Error::Shape {
                     what: "row index (must be below)",
@@ -791,12 +1002,24 @@ impl Backend for WgpuBackend {
                     found: i,
                 });
             }
-            ranges.push((i as u64 * row_bytes, row_bytes));
+            let (k, local) = (i / rows.rows_per_part, i % rows.rows_per_part);
+            by_part[k].0.push((local as u64 * row_bytes, row_bytes));
+            by_part[k].1.push(pos);
         }
-        let words = self.guarded("reading queried rows", || {
-            self.read_back(&rows.buf, &ranges)
+        let mut out = vec![Vec::new(); indexes.len()];
+        self.guarded("reading queried rows", || {
+            for (part, (ranges, positions)) in rows.parts.iter().zip(&by_part) {
+                if ranges.is_empty() {
+                    continue;
+                }
+                let words = self.read_back(&part.buf, ranges)?;
+                for (pos, row) in positions.iter().zip(words.chunks_exact(rows.num_cols)) {
+                    out[*pos] = elements_of(row);
+                }
+            }
+            Ok(())
         })?;
-        Ok(words.chunks_exact(rows.num_cols).map(elements_of).collect())
+        Ok(out)
     }
 
     fn ntt(&self, columns: &mut WgpuColumns) -> Result<(), Error> {
@@ -833,9 +1056,15 @@ impl Backend for WgpuBackend {
         let words = big.checked_mul(cols).ok_or(Error::DeviceMemory {
             what: "LDE matrix",
             bytes: u64::MAX,
-            limit: self.max_buffer_bytes(),
+            limit: self.memory_budget,
         })?;
-        self.check_bytes("LDE matrix", words)?;
+        self.check_total("LDE matrix", words)?;
+        // A column of the LDE is the smallest chunk of the coset scratch; a row the smallest
+        // chunk of the output.
+        self.check_bytes("LDE column", big)?;
+        self.check_bytes("LDE row", cols)?;
+        let rows_per_part = self.rows_per_part(big, cols);
+        let group = self.cols_per_part(big, cols);
         self.guarded("coset LDE", || {
             // Shift powers (offset * g^t)^rev(p) for every coset t, in DIT input order.
             let g = BaseElement::get_root_of_unity(big.ilog2());
@@ -844,25 +1073,66 @@ impl Backend for WgpuBackend {
                 powers.extend(ntt::shift_powers_bitrev(offset * g.exp(t as u64), n));
             }
             let powers = self.upload("LDE shift powers", &powers)?;
-            let scratch = self.storage("LDE cosets", words)?;
-            let out = self.storage("LDE rows", words)?;
             let tw = self.twiddles(n, false)?;
-            let mut work = vec![Dispatch {
-                pipeline: &self.pipelines.lde_prep,
-                buffers: vec![&coefficients.buf, &powers, &scratch],
-                params: vec![n as u32, n.trailing_zeros(), big as u32, words as u32],
-                threads: words as u64,
-            }];
-            self.stages(&scratch, &tw, n, cols * blowup, true, &mut work);
-            work.push(Dispatch {
-                pipeline: &self.pipelines.transpose,
-                buffers: vec![&scratch, &out],
-                params: vec![n as u32, blowup as u32, cols as u32, words as u32],
-                threads: words as u64,
-            });
-            self.dispatch(&work)?;
+            let out: Vec<Part> = (0..big / rows_per_part)
+                .map(|_| {
+                    Ok(Part {
+                        buf: self.storage("LDE rows", rows_per_part * cols)?,
+                        count: rows_per_part,
+                    })
+                })
+                .collect::<Result<_, Error>>()?;
+            // One column group at a time: its cosets in a scratch buffer of at most the
+            // budget, then transposed into every row range.
+            let mut col0 = 0usize;
+            for part in &coefficients.parts {
+                let mut start = 0usize;
+                while start < part.count {
+                    let g_cols = group.min(part.count - start);
+                    let g_words = g_cols * big;
+                    let scratch = self.storage("LDE cosets", g_words)?;
+                    let mut work = vec![Dispatch {
+                        pipeline: &self.pipelines.lde_prep,
+                        buffers: vec![&part.buf, &powers, &scratch],
+                        params: vec![
+                            n as u32,
+                            n.trailing_zeros(),
+                            big as u32,
+                            g_words as u32,
+                            start as u32,
+                            0,
+                            0,
+                            0,
+                        ],
+                        threads: g_words as u64,
+                    }];
+                    self.stages(&scratch, &tw, n, g_cols * blowup, true, &mut work);
+                    for (k, dst) in out.iter().enumerate() {
+                        let threads = rows_per_part * g_cols;
+                        work.push(Dispatch {
+                            pipeline: &self.pipelines.transpose,
+                            buffers: vec![&scratch, &dst.buf],
+                            params: vec![
+                                n as u32,
+                                blowup as u32,
+                                cols as u32,
+                                threads as u32,
+                                (col0 + start) as u32,
+                                g_cols as u32,
+                                (k * rows_per_part) as u32,
+                                0,
+                            ],
+                            threads: threads as u64,
+                        });
+                    }
+                    self.dispatch(&work)?;
+                    start += g_cols;
+                }
+                col0 += part.count;
+            }
             Ok(WgpuRows {
-                buf: out,
+                parts: out,
+                rows_per_part,
                 num_rows: big,
                 num_cols: cols,
             })
@@ -874,7 +1144,7 @@ impl Backend for WgpuBackend {
         rows: &WgpuRows,
     ) -> Result<Vec<<Rp64_256 as Hasher>::Digest>, Error> {
         let words = self.guarded("Rp64_256 row hashing", || {
-            let d = self.hash_rows_device(rows)?;
+            let d = self.hash_rows_device(rows, false)?;
             self.read_all(&d, rows.num_rows * 4)
         })?;
         Ok(words
@@ -906,7 +1176,7 @@ impl Backend for WgpuBackend {
             .collect();
         self.guarded("Rp64_256 Merkle tree", || {
             let buf = self.upload("Merkle leaves", &words)?;
-            self.tree_device(buf, leaves.len())
+            self.tree_device(buf, leaves.len(), false, rp_finish)
         })
     }
 
@@ -918,8 +1188,8 @@ impl Backend for WgpuBackend {
         }
         check_len("number of Merkle leaves", rows.num_rows)?;
         self.guarded("Rp64_256 commitment", || {
-            let leaves = self.hash_rows_device(rows)?;
-            self.tree_device(leaves, rows.num_rows)
+            let leaves = self.hash_rows_device(rows, false)?;
+            self.tree_device(leaves, rows.num_rows, false, rp_finish)
         })
     }
 
@@ -927,10 +1197,22 @@ impl Backend for WgpuBackend {
         &self,
         rows: &WgpuRows,
     ) -> Result<WgpuTree<Blake3_256<BaseElement>>, Error> {
-        let host = self.download_rows(rows)?;
-        let cpu = self.cpu()?;
-        Ok(WgpuTree {
-            inner: TreeInner::Host(cpu.commit_rows_blake3(&host)?),
+        if rows.num_rows < 2 {
+            return Err(Error::TooFewLeaves {
+                leaves: rows.num_rows,
+            });
+        }
+        check_len("number of Merkle leaves", rows.num_rows)?;
+        if rows.num_cols > BLAKE3_MAX_WIDTH {
+            let host = self.download_rows(rows)?;
+            let cpu = self.cpu()?;
+            return Ok(WgpuTree {
+                inner: TreeInner::Host(cpu.commit_rows_blake3(&host)?),
+            });
+        }
+        self.guarded("BLAKE3 commitment", || {
+            let leaves = self.hash_rows_device(rows, true)?;
+            self.tree_device(leaves, rows.num_rows, true, b3_finish)
         })
     }
 
@@ -963,6 +1245,10 @@ impl Backend for WgpuBackend {
         mlkem::decap_batch(self, dk, ciphertexts)
     }
 }
+
+/// The byte ranges `(offset, len)` to read from one row range and the positions of those rows
+/// in the caller's list.
+type PartQueries = (Vec<(u64, u64)>, Vec<usize>);
 
 /// How long a readback map may take to report once the device is idle.
 const MAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

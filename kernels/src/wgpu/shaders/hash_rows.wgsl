@@ -4,9 +4,13 @@
 
 struct Params {
     width: u32,     // elements per row
-    total: u32,     // rows
+    total: u32,     // rows in this dispatch (one row range)
     len_lo: u32,    // raw word of BaseElement::new(width), low half
     len_hi: u32,
+    row0: u32,      // digest index of this dispatch's first row
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> rows: array<u64>;
@@ -38,6 +42,6 @@ fn hash_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         permute();
     }
     for (var i = 0u; i < 4u; i++) {
-        digests[row * 4u + i] = st[4u + i];
+        digests[(prm.row0 + row) * 4u + i] = st[4u + i];
     }
 }
