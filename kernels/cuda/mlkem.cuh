@@ -34,10 +34,12 @@
 #define MLKEM_HD __host__ __device__ __forceinline__
 #define MLKEM_TABLE __device__ __constant__ const
 #define MLKEM_UNROLL _Pragma("unroll")
+#define MLKEM_NO_UNROLL _Pragma("unroll 1")
 #else
 #define MLKEM_HD static inline
 #define MLKEM_TABLE static const
 #define MLKEM_UNROLL _Pragma("GCC unroll 32")
+#define MLKEM_NO_UNROLL _Pragma("GCC unroll 1")
 #endif
 
 #if defined(__CUDA_ARCH__)
@@ -430,6 +432,9 @@ MLKEM_HD void mlkem_sample_ntt(const u8 rho[32], u8 j, u8 i, u16 out[MLKEM_N]) {
         for (int l = 0; l < 21; l++) {
             mlkem_store64(block + 8 * l, s[l]);
         }
+        // Kept rolled: the block is read at run-time offsets (local memory on the GPU, once
+        // per batch), where full unrolling would spill registers instead.
+        MLKEM_NO_UNROLL
         for (unsigned p = 0; p < 168 && count < MLKEM_N; p += 3) {
             u32 d1 = (u32)block[p] | (((u32)block[p + 1] & 15u) << 8);
             u32 d2 = ((u32)block[p + 1] >> 4) | ((u32)block[p + 2] << 4);

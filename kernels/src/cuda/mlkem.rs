@@ -267,3 +267,92 @@ impl CudaBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crypto::kem::mlkem768::KeyPair;
+    use rand::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    /// The backend, or `None` after "skipped: no CUDA driver" (a failure with
+    /// `EPA_REQUIRE_CUDA=1`).
+    fn backend() -> Option<CudaBackend> {
+        match CudaBackend::new() {
+            Ok(b) => Some(b),
+            Err(e @ Error::NoCuda { .. }) => {
+                assert!(
+                    std::env::var("EPA_REQUIRE_CUDA").as_deref() != Ok("1"),
+                    "EPA_REQUIRE_CUDA=1 but the CUDA backend cannot start: {e}"
+                );
+                eprintln!("skipped: no CUDA driver ({e})");
+                None
+            }
+            Err(e) => panic!("the CUDA backend failed to start: {e}"),
+        }
+    }
+
+    #[test]
+    fn words_are_little_endian() {
+        assert_eq!(
+            words_of(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            [0x0403_0201, 0x0807_0605]
+        );
+    }
+
+    /// Chunks of any size give the same secrets as the reference, in order.
+    #[test]
+    fn chunk_boundaries_keep_order_and_values() {
+        let Some(cuda) = backend() else { return };
+        let mut rng = ChaCha20Rng::from_entropy();
+        let mut seed = [0u8; 64];
+        rng.fill_bytes(&mut seed);
+        let pair = KeyPair::from_seed(&seed);
+        let cts: Vec<Ciphertext> = (0..21)
+            .map(|i| {
+                let mut m = [0u8; 32];
+                rng.fill_bytes(&mut m);
+                let (ct, _) = pair.encapsulation_key.encapsulate(&m);
+                let mut bytes = *ct.as_bytes();
+                // Every third one tampered: implicit rejections across chunk boundaries.
+                if i % 3 == 1 {
+                    bytes[(rng.next_u32() as usize) % CT_BYTES] ^= 0x10;
+                }
+                Ciphertext::from_bytes(&bytes).expect("1088 bytes is a ciphertext")
+            })
+            .collect();
+        let expected: Vec<SharedSecret> = cts
+            .iter()
+            .map(|c| pair.decapsulation_key.decapsulate(c))
+            .collect();
+        for chunk in [1, 2, 7, 20, 21, 64] {
+            let got = cuda
+                .decap_batch_chunked(&pair.decapsulation_key, &cts, chunk)
+                .expect("decap");
+            assert!(got == expected, "chunks of {chunk}");
+        }
+    }
+
+    /// A budget below one chunk's buffers is refused before anything is allocated.
+    #[test]
+    fn over_budget_is_refused() {
+        let Some(mut cuda) = backend() else { return };
+        let pair = KeyPair::from_seed(&[3u8; 64]);
+        let (ct, _) = pair.encapsulation_key.encapsulate(&[4u8; 32]);
+        cuda.set_memory_budget(15_000);
+        let cts = vec![ct; 8];
+        let err = cuda
+            .decap_batch_chunked(&pair.decapsulation_key, &cts, 8)
+            .expect_err("8 ciphertexts need more than 15000 bytes");
+        assert!(matches!(err, Error::DeviceMemory { .. }), "{err}");
+        // One at a time fits.
+        let got = cuda
+            .decap_batch_chunked(&pair.decapsulation_key, &cts, 1)
+            .expect("decap");
+        assert_eq!(got.len(), 8);
+        assert!(
+            got.iter()
+                .all(|s| s == &pair.decapsulation_key.decapsulate(&cts[0]))
+        );
+    }
+}
