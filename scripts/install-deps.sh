@@ -9,7 +9,8 @@ set -euo pipefail
 #   libhwloc-dev, libudev-dev - NUMA topology discovery
 #   mesa-vulkan-drivers       - Vulkan on the CPU (lavapipe), so wgpu kernels are tested without a GPU
 #   cmake, clang              - native builds of some crates (aws-lc-sys)
-APT_PACKAGES=(pkg-config libclang-dev librocksdb-dev libhwloc-dev libudev-dev mesa-vulkan-drivers cmake clang)
+#   chromium                  - headless end-to-end test of the status page (tests/status_page.rs)
+APT_PACKAGES=(pkg-config libclang-dev librocksdb-dev libhwloc-dev libudev-dev mesa-vulkan-drivers cmake clang chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
