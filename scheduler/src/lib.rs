@@ -72,12 +72,15 @@ pub use job::{
 };
 pub use placement::{
     Budgets, Footprint, GpuView, JobOptions, NodeView, PlacementRecord, Placer, Target,
+    UNKNOWN_GPU_BUDGET, gpu_budget,
 };
 pub use scheduler::{
     Activity, Config, PlacementDecision, RECENT_JOBS, RECENT_PLACEMENTS, Scheduler, Snapshot,
     StageContext, StageExecutor, StageFailure, StageLatency, StageOutcome, TenantDepth,
 };
-pub use store::{ShardMeta, ShardNodeStore, StagedNodeStore, Store, StoreWrite, WriteSet};
+pub use store::{
+    ShardMeta, ShardNodeStore, StagedNodeStore, Store, StoreOptions, StoreWrite, WriteSet,
+};
 pub use topology::{GpuDevice, NumaNode, Topology};
 
 #[cfg(test)]

@@ -96,6 +96,21 @@ pub enum Target {
     Gpu(usize),
 }
 
+/// The memory budget of a GPU with `device_memory` bytes (0: unknown) when `configured`
+/// bytes are configured (0: 80% of the device): the configured budget capped at the device's
+/// memory, or 80% of the device, or [`UNKNOWN_GPU_BUDGET`] when neither is known.
+pub fn gpu_budget(configured: u64, device_memory: u64) -> u64 {
+    match (configured, device_memory) {
+        (0, 0) => UNKNOWN_GPU_BUDGET,
+        (0, m) => m / 5 * 4,
+        (c, 0) => c,
+        (c, m) => c.min(m),
+    }
+}
+
+/// The budget of a GPU whose memory is not known and for which no budget is configured.
+pub const UNKNOWN_GPU_BUDGET: u64 = 8 << 30;
+
 /// Budgets and thresholds of a [`Placer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budgets {
@@ -103,7 +118,8 @@ pub struct Budgets {
     pub node_bytes: Vec<u64>,
     /// Stage slots (worker threads) of each node, by node index.
     pub node_slots: Vec<usize>,
-    /// Memory budget of each GPU.
+    /// Memory budget of each GPU as configured; 0 means 80% of each GPU's memory (see
+    /// [`gpu_budget`]).
     pub gpu_bytes: u64,
     /// Jobs estimated at this many bytes or more are proved on a GPU when one is healthy.
     pub gpu_min_bytes: u64,
@@ -209,7 +225,7 @@ impl Placer {
             .map(|g| GpuState {
                 node: g.node,
                 address: g.pci_address.clone(),
-                budget: budgets.gpu_bytes,
+                budget: gpu_budget(budgets.gpu_bytes, g.memory_bytes),
                 used: 0,
                 peak: 0,
                 running: false,

@@ -15,7 +15,7 @@ use crate::job::{
     truncate_utf8,
 };
 use crate::placement::{Budgets, GpuView, JobOptions, NodeView, PlacementRecord, Placer, Target};
-use crate::store::{Store, WriteSet};
+use crate::store::{Store, StoreOptions, WriteSet};
 use crate::topology::{Binder, GpuDevice, Topology};
 
 #[path = "stats.rs"]
@@ -66,7 +66,8 @@ pub struct Config {
     /// Memory budget of each NUMA node for admitted jobs, in bytes; `None` takes three
     /// quarters of each node's memory (no limit where the topology does not say).
     pub node_memory_budget: Option<u64>,
-    /// Memory budget of each GPU for admitted jobs, in bytes.
+    /// Memory budget of each GPU for admitted jobs, in bytes, capped at the GPU's memory when
+    /// the topology knows it; 0 means 80% of each GPU's memory ([`crate::gpu_budget`]).
     pub gpu_memory_budget: u64,
     /// Jobs estimated at this many bytes or more are proved on a GPU when one is healthy;
     /// smaller jobs stay on one node's CPUs.
@@ -77,6 +78,15 @@ pub struct Config {
     /// Worker slots held for a tenant: other tenants leave this many CPU slots free while
     /// the tenant has work waiting (reserved capacity).
     pub tenant_reserved_workers: BTreeMap<String, usize>,
+    /// Per-tenant limits on unfinished jobs that replace
+    /// [`max_queued_jobs_per_tenant`](Self::max_queued_jobs_per_tenant) for those tenants.
+    pub tenant_max_queued_jobs: BTreeMap<String, usize>,
+    /// RocksDB tuning of the store [`Scheduler::open`] opens.
+    pub store: StoreOptions,
+    /// With `Some`, only these NUMA nodes (operating-system indices) get a worker pool and
+    /// admitted jobs (the `bind` policy); GPUs local to other nodes are driven from the first
+    /// of them. `None` uses every node.
+    pub numa_nodes: Option<Vec<usize>>,
 }
 
 impl Default for Config {
@@ -99,6 +109,9 @@ impl Default for Config {
             gpu_min_bytes: 64 << 20,
             gpu_probe_interval: Duration::from_secs(30),
             tenant_reserved_workers: BTreeMap::new(),
+            tenant_max_queued_jobs: BTreeMap::new(),
+            store: StoreOptions::default(),
+            numa_nodes: None,
         }
     }
 }
@@ -118,8 +131,13 @@ impl Config {
         if !(1..=1024).contains(&self.workers) {
             return bad("workers", "must be between 1 and 1024");
         }
-        if self.max_queued_jobs_per_tenant == 0 {
+        if self.max_queued_jobs_per_tenant == 0
+            || self.tenant_max_queued_jobs.values().any(|n| *n == 0)
+        {
             return bad("max_queued_jobs_per_tenant", "must be at least 1");
+        }
+        if self.numa_nodes.as_ref().is_some_and(Vec::is_empty) {
+            return bad("numa_nodes", "names no node; give at least one or use None");
         }
         if self.max_queued_jobs == 0 {
             return bad("max_queued_jobs", "must be at least 1");
@@ -149,6 +167,13 @@ impl Config {
             return bad("gpu_probe_interval", "must be positive");
         }
         Ok(())
+    }
+
+    fn max_queued_jobs(&self, tenant: &str) -> usize {
+        self.tenant_max_queued_jobs
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.max_queued_jobs_per_tenant)
     }
 
     fn weight(&self, tenant: &str) -> u32 {
@@ -797,7 +822,7 @@ impl Scheduler {
         executor: Arc<dyn StageExecutor>,
     ) -> Result<Self, SchedulerError> {
         config.validate()?;
-        let store = Store::open(data_dir)?;
+        let store = Store::open_with(data_dir, &config.store)?;
         Self::with_store(store, config, executor)
     }
 
@@ -819,6 +844,10 @@ impl Scheduler {
             inner.register(record, false);
         }
         let (topology, binder, warnings) = resolve_topology(&config);
+        let topology = match &config.numa_nodes {
+            Some(nodes) => topology.restricted_to(nodes)?,
+            None => topology,
+        };
         let binder = Arc::new(binder);
         let warnings = Arc::new(Mutex::new(warnings));
         let slots = split_workers(&topology, config.workers);
@@ -965,14 +994,13 @@ impl Scheduler {
         let len = spec.payload.len() as u64;
         let (total, host) = options.estimate(len);
         inner.placer.admit(total, host)?;
-        if queued_jobs >= config.max_queued_jobs_per_tenant
-            || queued_bytes + len > config.max_queued_bytes_per_tenant
-        {
+        let max_jobs = config.max_queued_jobs(&spec.tenant);
+        if queued_jobs >= max_jobs || queued_bytes + len > config.max_queued_bytes_per_tenant {
             return Err(SchedulerError::Busy {
                 tenant: spec.tenant,
                 queued_jobs,
                 queued_bytes,
-                max_jobs: config.max_queued_jobs_per_tenant,
+                max_jobs,
                 max_bytes: config.max_queued_bytes_per_tenant,
             });
         }

@@ -21,7 +21,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crypto::smt::{NodeIndex, NodeStore, StoreOp, Word};
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    WriteOptions,
+};
 use winter_math::StarkField;
 use winter_math::fields::f64::BaseElement;
 
@@ -184,22 +187,82 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// RocksDB tuning of a [`Store`] (the configuration's `[storage]` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of the LRU block cache all column families share.
+    pub block_cache_bytes: usize,
+    /// Bytes a column family's memtable holds before it is flushed.
+    pub write_buffer_bytes: usize,
+    /// Background flush and compaction threads (at least 1).
+    pub max_background_jobs: i32,
+    /// Files RocksDB keeps open; `None` means no limit.
+    pub max_open_files: Option<i32>,
+}
+
+impl Default for StoreOptions {
+    /// The configuration's defaults: 256 MiB cache, 64 MiB memtables, 4 jobs, no file limit.
+    fn default() -> Self {
+        Self {
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+            max_background_jobs: 4,
+            max_open_files: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn column_family(&self, cache: &Cache) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        let mut opts = Options::default();
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_size(self.write_buffer_bytes);
+        opts
+    }
+}
+
 impl Store {
-    /// Opens (or creates) the store under `dir`.
+    /// Opens (or creates) the store under `dir` with the default [`StoreOptions`].
     ///
     /// # Errors
     /// [`SchedulerError::Storage`] if RocksDB cannot open the directory (permissions, another
     /// process holds it, damaged files).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, SchedulerError> {
-        let mut opts = Options::default();
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store under `dir` with RocksDB tuned by `options`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: &StoreOptions,
+    ) -> Result<Self, SchedulerError> {
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut opts = options.column_family(&cache);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(options.max_background_jobs.max(1));
+        opts.set_max_open_files(options.max_open_files.unwrap_or(-1));
         let cfs = ALL_CFS
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, options.column_family(&cache)));
         let db = DB::open_cf_descriptors(&opts, dir.as_ref(), cfs)
             .map_err(|e| SchedulerError::storage("opening the data dir", e))?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// A RocksDB property of the store's job journal column family (for example
+    /// `rocksdb.block-cache-capacity`), as operators and tests read the tuning in force;
+    /// `None` if RocksDB does not know it.
+    pub fn property(&self, name: &str) -> Option<String> {
+        self.db
+            .property_value_cf(self.cf(ALL_CFS[0]), name)
+            .ok()
+            .flatten()
     }
 
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {

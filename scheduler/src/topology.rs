@@ -6,8 +6,16 @@
 //! [`Topology::from_xml`] in tests) or by hand. [`Binder`] pins threads to a node's cores and
 //! binds their memory to the node through hwloc; a binding that the host refuses (a container
 //! with a restricted cpuset, for example) becomes a warning, never a failure.
+//!
+//! GPU memory and locality also come from sysfs ([`sysfs_gpus`], over a root directory so
+//! tests use a fake tree): each display-class PCI device's `numa_node` (`-1`: unknown) and
+//! `local_cpulist`, its memory from `mem_info_vram_total` (amdgpu) or
+//! `/proc/driver/nvidia/gpus/ADDRESS/information` when the driver states it there; a probed
+//! GPU backend's reported memory fills in what neither says ([`Topology::set_gpu_memory`]).
+//! The scheduler admits jobs on each GPU against a budget derived from that memory
+//! ([`crate::placement::gpu_budget`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hwlocality::cpu::binding::CpuBindingFlags;
@@ -45,6 +53,8 @@ pub struct GpuDevice {
     /// platform does not say (sysfs `numa_node` of `-1`, or a device attached to the whole
     /// machine): it may then be driven from any node.
     pub node: Option<usize>,
+    /// The device's memory in bytes; 0 when neither sysfs nor a probed backend says.
+    pub memory_bytes: u64,
 }
 
 /// The machine as the scheduler sees it.
@@ -115,7 +125,103 @@ impl Topology {
             .map_err(|e| hwloc_error("hwloc refused the I/O type filter", e))?
             .build()
             .map_err(|e| hwloc_error("hwloc could not discover the machine", e))?;
-        Ok((Self::from_hwloc(&topology)?, topology))
+        let mut model = Self::from_hwloc(&topology)?;
+        // sysfs adds what hwloc does not report: GPU memory, and locality hwloc left open.
+        if let Ok(gpus) = sysfs_gpus(Path::new("/sys"), Path::new("/proc")) {
+            model.merge_sysfs(&gpus);
+        }
+        Ok((model, topology))
+    }
+
+    /// Completes the GPUs from a sysfs scan ([`sysfs_gpus`]): memory sizes, and the local node
+    /// of a GPU whose node is unknown when sysfs names one (by `numa_node`, or a
+    /// `local_cpulist` within one node). A GPU sysfs lists that the model lacks is added.
+    pub fn merge_sysfs(&mut self, found: &[SysfsGpu]) {
+        for g in found {
+            let node = g
+                .numa_node
+                .and_then(|os| self.nodes.iter().position(|n| n.os_index == os))
+                .or_else(|| {
+                    let first = g.local_cpus.first()?;
+                    let i = self.nodes.iter().position(|n| n.cpus.contains(first))?;
+                    g.local_cpus
+                        .iter()
+                        .all(|c| self.nodes[i].cpus.contains(c))
+                        .then_some(i)
+                });
+            match self
+                .gpus
+                .iter_mut()
+                .find(|d| d.pci_address == g.pci_address)
+            {
+                Some(d) => {
+                    if g.memory_bytes > 0 {
+                        d.memory_bytes = g.memory_bytes;
+                    }
+                    if d.node.is_none() {
+                        d.node = node;
+                    }
+                }
+                None => self.gpus.push(GpuDevice {
+                    pci_address: g.pci_address.clone(),
+                    vendor_id: g.vendor_id,
+                    device_id: g.device_id,
+                    node,
+                    memory_bytes: g.memory_bytes,
+                }),
+            }
+        }
+        self.gpus.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
+    }
+
+    /// Records the memory a probed GPU backend reports for the GPU at `pci_address` where
+    /// sysfs did not say; returns whether such a GPU is in the model.
+    pub fn set_gpu_memory(&mut self, pci_address: &str, memory_bytes: u64) -> bool {
+        match self.gpus.iter_mut().find(|g| g.pci_address == pci_address) {
+            Some(g) => {
+                if g.memory_bytes == 0 {
+                    g.memory_bytes = memory_bytes;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The model restricted to the NUMA nodes with these operating-system indices (the
+    /// `bind` policy): other nodes get no pool; GPUs local to them are driven from the first
+    /// node kept, and the reason is theirs to read in each placement record.
+    ///
+    /// # Errors
+    /// [`SchedulerError::InvalidConfig`] if an index names no node of the machine.
+    pub fn restricted_to(&self, os_indices: &[usize]) -> Result<Self, SchedulerError> {
+        if let Some(missing) = os_indices
+            .iter()
+            .find(|os| !self.nodes.iter().any(|n| n.os_index == **os))
+        {
+            return Err(SchedulerError::InvalidConfig {
+                field: "numa_nodes",
+                reason: format!(
+                    "names node {missing}, but this machine has nodes {:?}; list existing nodes",
+                    self.nodes.iter().map(|n| n.os_index).collect::<Vec<_>>()
+                ),
+            });
+        }
+        let kept: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| os_indices.contains(&self.nodes[*i].os_index))
+            .collect();
+        let nodes = kept.iter().map(|i| self.nodes[*i].clone()).collect();
+        let gpus = self
+            .gpus
+            .iter()
+            .map(|g| GpuDevice {
+                node: g
+                    .node
+                    .map(|n| kept.iter().position(|k| *k == n).unwrap_or(0)),
+                ..g.clone()
+            })
+            .collect();
+        Ok(Self { nodes, gpus })
     }
 
     /// Loads an hwloc synthetic description such as `"pack:2 numa:1 core:16 pu:1"` (no I/O
@@ -205,6 +311,7 @@ impl Topology {
                         vendor_id: pci.vendor_id(),
                         device_id: pci.device_id(),
                         node: local_node(dev, &nodes),
+                        memory_bytes: 0,
                     })
                 }
                 _ => None,
@@ -260,6 +367,129 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// A GPU as sysfs describes it (see [`sysfs_gpus`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysfsGpu {
+    /// PCI address, `domain:bus:device.function` in hex (the sysfs directory name).
+    pub pci_address: String,
+    /// PCI vendor id.
+    pub vendor_id: u16,
+    /// PCI device id.
+    pub device_id: u16,
+    /// The operating-system index of the device's NUMA node; `None` for `-1` or no file.
+    pub numa_node: Option<usize>,
+    /// The processing units local to the device (`local_cpulist`), ascending.
+    pub local_cpus: Vec<usize>,
+    /// Device memory in bytes; 0 if the driver does not say.
+    pub memory_bytes: u64,
+}
+
+/// The display and 3D controllers under `sys_root/bus/pci/devices` with their locality and
+/// memory: `numa_node`, `local_cpulist`, and memory from the amdgpu driver's
+/// `mem_info_vram_total` or the NVIDIA driver's `proc_root/driver/nvidia/gpus/ADDR/information`
+/// (a `... Memory: N MiB`-style line, when present). Unreadable or malformed optional files
+/// leave their field unknown; devices are in PCI address order.
+///
+/// # Errors
+/// [`SchedulerError::Topology`] only if the PCI device directory cannot be listed.
+pub fn sysfs_gpus(sys_root: &Path, proc_root: &Path) -> Result<Vec<SysfsGpu>, SchedulerError> {
+    let dir = sys_root.join("bus/pci/devices");
+    let entries = std::fs::read_dir(&dir).map_err(|e| SchedulerError::Topology {
+        message: format!("cannot list {}: {e}", dir.display()),
+    })?;
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    let hex = |text: Option<String>| -> Option<u32> {
+        let t = text?;
+        u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok()
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(class) = hex(read(path.join("class"))) else {
+            continue;
+        };
+        if !is_gpu_class((class >> 8) as u16) {
+            continue;
+        }
+        let pci_address = entry.file_name().to_string_lossy().into_owned();
+        let numa_node = read(path.join("numa_node"))
+            .and_then(|t| parse_sysfs_numa_node(&t).ok())
+            .flatten();
+        let local_cpus = read(path.join("local_cpulist"))
+            .and_then(|t| parse_cpulist(&t))
+            .unwrap_or_default();
+        let memory_bytes = read(path.join("mem_info_vram_total"))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .or_else(|| {
+                read(
+                    proc_root
+                        .join("driver/nvidia/gpus")
+                        .join(&pci_address)
+                        .join("information"),
+                )
+                .and_then(|t| nvidia_memory(&t))
+            })
+            .unwrap_or(0);
+        out.push(SysfsGpu {
+            vendor_id: hex(read(path.join("vendor"))).map_or(0, |v| v as u16),
+            device_id: hex(read(path.join("device"))).map_or(0, |v| v as u16),
+            pci_address,
+            numa_node,
+            local_cpus,
+            memory_bytes,
+        });
+    }
+    out.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
+    Ok(out)
+}
+
+/// Parses a sysfs CPU list such as `0-3,8,10-11`; `None` if malformed (an empty list is
+/// empty). Ranges are capped at 65536 processing units, so a hostile file cannot make it
+/// allocate without bound.
+pub fn parse_cpulist(text: &str) -> Option<Vec<usize>> {
+    const MAX_CPUS: usize = 1 << 16;
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().ok()?,
+                b.trim().parse::<usize>().ok()?,
+            ),
+            None => {
+                let c = part.trim().parse::<usize>().ok()?;
+                (c, c)
+            }
+        };
+        if lo > hi || hi >= MAX_CPUS || cpus.len() + (hi - lo) >= MAX_CPUS {
+            return None;
+        }
+        cpus.extend(lo..=hi);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Some(cpus)
+}
+
+/// The memory an NVIDIA driver's `information` file states, if it has a line like
+/// `Video Memory: 81920 MiB` or `FB Memory: 80 GiB`.
+fn nvidia_memory(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        if !key.to_ascii_lowercase().contains("memory") {
+            return None;
+        }
+        let mut words = value.split_whitespace();
+        let n: u64 = words.next()?.parse().ok()?;
+        let shift = match words.next()?.to_ascii_lowercase().as_str() {
+            "kib" | "kb" => 10,
+            "mib" | "mb" => 20,
+            "gib" | "gb" => 30,
+            _ => return None,
+        };
+        n.checked_mul(1 << shift)
+    })
 }
 
 /// The index into `nodes` of the single node an I/O device is local to, if there is one.

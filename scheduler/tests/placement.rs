@@ -595,6 +595,7 @@ fn with_its_only_gpu_failing_a_large_job_is_proved_on_the_cpu() {
         vendor_id: 0x10de,
         device_id: 0x2330,
         node: None,
+        memory_bytes: 0,
     });
     let cfg = Config {
         gpu_min_bytes: 64 * MIB,
@@ -756,4 +757,235 @@ fn reserved_capacity_keeps_a_worker_for_a_tenant() {
         bulk_before <= 2,
         "{bulk_before} bulk jobs ran before vip's second: {ran:?}"
     );
+}
+
+/// Writes a file under `root`, creating its directories.
+fn put(root: &std::path::Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("a file path has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A fake `/sys` and `/proc`: an AMD GPU on node 1 with its VRAM size, an NVIDIA GPU with
+/// `numa_node` -1 but a `local_cpulist` inside node 0 and its memory in the driver's procfs
+/// file, a GPU with garbage locality and no memory file, and a bridge that is no GPU.
+fn fake_sysfs(rng: &mut impl Rng) -> (tempfile::TempDir, u64, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let amd_bytes = rng.gen_range(1..=256u64) * GIB;
+    let nvidia_mib = rng.gen_range(1024..=196_608u64);
+    let d = "sys/bus/pci/devices";
+    put(root, &format!("{d}/0000:41:00.0/class"), "0x030000\n");
+    put(root, &format!("{d}/0000:41:00.0/vendor"), "0x1002\n");
+    put(root, &format!("{d}/0000:41:00.0/device"), "0x740f\n");
+    put(root, &format!("{d}/0000:41:00.0/numa_node"), "1\n");
+    put(root, &format!("{d}/0000:41:00.0/local_cpulist"), "16-31\n");
+    put(
+        root,
+        &format!("{d}/0000:41:00.0/mem_info_vram_total"),
+        &format!("{amd_bytes}\n"),
+    );
+    put(root, &format!("{d}/0000:01:00.0/class"), "0x030200\n");
+    put(root, &format!("{d}/0000:01:00.0/vendor"), "0x10de\n");
+    put(root, &format!("{d}/0000:01:00.0/device"), "0x2330\n");
+    put(root, &format!("{d}/0000:01:00.0/numa_node"), "-1\n");
+    put(
+        root,
+        &format!("{d}/0000:01:00.0/local_cpulist"),
+        "0-3,8-15\n",
+    );
+    put(
+        root,
+        "proc/driver/nvidia/gpus/0000:01:00.0/information",
+        &format!("Model: \t\t NVIDIA H100\nVideo Memory: \t {nvidia_mib} MiB\nBus Type: \t PCIe\n"),
+    );
+    put(root, &format!("{d}/0000:81:00.0/class"), "0x038000\n");
+    put(root, &format!("{d}/0000:81:00.0/numa_node"), "banana\n");
+    put(root, &format!("{d}/0000:81:00.0/local_cpulist"), "7-3\n");
+    put(root, &format!("{d}/0000:00:1f.0/class"), "0x060100\n");
+    put(root, &format!("{d}/0000:00:1f.0/numa_node"), "0\n");
+    (dir, amd_bytes, nvidia_mib << 20)
+}
+
+#[test]
+fn sysfs_gives_gpu_memory_and_locality_and_becomes_the_admission_budget() {
+    let mut rng = ChaCha20Rng::seed_from_u64(rand::random());
+    let (dir, amd_bytes, nvidia_bytes) = fake_sysfs(&mut rng);
+    let gpus =
+        epa_scheduler::topology::sysfs_gpus(&dir.path().join("sys"), &dir.path().join("proc"))
+            .expect("the fake tree lists");
+    let addresses: Vec<&str> = gpus.iter().map(|g| g.pci_address.as_str()).collect();
+    assert_eq!(addresses, ["0000:01:00.0", "0000:41:00.0", "0000:81:00.0"]);
+    assert_eq!((gpus[0].vendor_id, gpus[0].device_id), (0x10de, 0x2330));
+    assert_eq!(gpus[0].numa_node, None, "-1 is unknown");
+    assert_eq!(gpus[0].memory_bytes, nvidia_bytes);
+    assert_eq!(gpus[1].numa_node, Some(1));
+    assert_eq!(gpus[1].local_cpus, (16..32).collect::<Vec<_>>());
+    assert_eq!(gpus[1].memory_bytes, amd_bytes);
+    assert_eq!((gpus[2].numa_node, gpus[2].memory_bytes), (None, 0));
+    assert!(
+        gpus[2].local_cpus.is_empty(),
+        "a malformed cpulist is unknown"
+    );
+
+    // Merged into a two-socket machine without I/O: the -1 device is placed by its cpulist.
+    let (mut topology, _) =
+        Topology::from_synthetic("pack:2 numa:1 core:16 pu:1").expect("synthetic topology");
+    topology.merge_sysfs(&gpus);
+    let nodes: Vec<Option<usize>> = topology.gpus.iter().map(|g| g.node).collect();
+    assert_eq!(nodes, [Some(0), Some(1), None]);
+    assert!(topology.validate().is_ok());
+    // A probed backend fills in the memory sysfs did not state, never overrides it.
+    assert!(topology.set_gpu_memory("0000:81:00.0", 3 * GIB));
+    assert!(topology.set_gpu_memory("0000:41:00.0", 1));
+    assert!(!topology.set_gpu_memory("0000:99:00.0", 1));
+    let memory: Vec<u64> = topology.gpus.iter().map(|g| g.memory_bytes).collect();
+    assert_eq!(memory, [nvidia_bytes, amd_bytes, 3 * GIB]);
+
+    // Budget 0 ("80% of the device"): each GPU admits up to 80% of its own memory.
+    let placer = Placer::new(&topology, &budgets(&topology, u64::MAX / 4, 0, MIB));
+    let views = placer.gpu_views(&[0, 0, 0]);
+    for (view, gpu) in views.iter().zip(&topology.gpus) {
+        assert_eq!(
+            view.memory_budget,
+            gpu.memory_bytes / 5 * 4,
+            "{}",
+            gpu.pci_address
+        );
+    }
+    // A configured budget is capped at the device's memory.
+    let configured = 2 * GIB;
+    let placer = Placer::new(
+        &topology,
+        &budgets(&topology, u64::MAX / 4, configured, MIB),
+    );
+    for (view, gpu) in placer.gpu_views(&[0, 0, 0]).iter().zip(&topology.gpus) {
+        assert_eq!(view.memory_budget, configured.min(gpu.memory_bytes));
+    }
+    assert_eq!(
+        epa_scheduler::gpu_budget(0, 0),
+        epa_scheduler::UNKNOWN_GPU_BUDGET
+    );
+    // And a job larger than the smallest GPU's 80% lands on a larger one or waits.
+    let mut placer = Placer::new(&topology, &budgets(&topology, u64::MAX / 4, 0, MIB));
+    let largest = views
+        .iter()
+        .map(|v| v.memory_budget)
+        .max()
+        .expect("three GPUs");
+    let p = placer.choose(largest, MIB).expect("fits the largest GPU");
+    assert_eq!(views[p.gpu.expect("a GPU job")].memory_budget, largest);
+    placer.reserve(&p);
+    assert_eq!(
+        placer.choose(largest + 1, MIB).and_then(|p| p.gpu),
+        None,
+        "fits no GPU"
+    );
+}
+
+#[test]
+fn a_missing_sysfs_tree_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        epa_scheduler::topology::sysfs_gpus(&dir.path().join("nothing"), dir.path()),
+        Err(SchedulerError::Topology { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `parse_cpulist` expands what a naive reading of random ranges gives.
+    #[test]
+    fn cpulists_parse_like_their_ranges(ranges in prop::collection::vec((0usize..300, 0usize..20), 0..8)) {
+        let text = ranges
+            .iter()
+            .map(|(lo, len)| if *len == 0 { lo.to_string() } else { format!("{lo}-{}", lo + len) })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut want: Vec<usize> = ranges.iter().flat_map(|(lo, len)| *lo..=lo + len).collect();
+        want.sort_unstable();
+        want.dedup();
+        prop_assert_eq!(epa_scheduler::topology::parse_cpulist(&format!("{text}\n")), Some(want));
+    }
+}
+
+#[test]
+fn the_bind_policy_keeps_only_the_listed_nodes() {
+    let topology = two_socket();
+    let only_one = topology
+        .restricted_to(&[topology.nodes[1].os_index])
+        .expect("node exists");
+    assert_eq!(only_one.nodes, vec![topology.nodes[1].clone()]);
+    assert_eq!(
+        only_one.gpus.len(),
+        topology.gpus.len(),
+        "every GPU is still driven"
+    );
+    assert!(only_one.gpus.iter().all(|g| g.node == Some(0)));
+    assert!(only_one.validate().is_ok());
+    assert!(matches!(
+        topology.restricted_to(&[7]),
+        Err(SchedulerError::InvalidConfig {
+            field: "numa_nodes",
+            ..
+        })
+    ));
+    // The scheduler builds pools only on the bound node.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = Config {
+        numa_nodes: Some(vec![topology.nodes[1].os_index]),
+        ..base_config(4, topology.clone())
+    };
+    let scheduler = Scheduler::open(dir.path(), cfg, Arc::new(Recorder::default())).expect("open");
+    let snap = scheduler.snapshot();
+    assert_eq!(snap.nodes.len(), 1);
+    assert_eq!(snap.nodes[0].os_index, topology.nodes[1].os_index);
+    assert_eq!(snap.nodes[0].workers, 4);
+    let id = scheduler
+        .submit(spec("a", JobKind::Proving, None))
+        .expect("submit");
+    assert_eq!(
+        scheduler.wait(id, WAIT).expect("status").state,
+        JobState::Done
+    );
+}
+
+#[test]
+fn a_tenant_queue_limit_replaces_the_default_for_that_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exec = Arc::new(Recorder::gated());
+    let limit = rand::thread_rng().gen_range(1..5usize);
+    let cfg = Config {
+        max_queued_jobs_per_tenant: 8,
+        tenant_max_queued_jobs: [("small".to_string(), limit)].into(),
+        ..base_config(1, Topology::single_node(1, 64 * GIB))
+    };
+    let scheduler = Scheduler::open(dir.path(), cfg, exec.clone()).expect("open");
+    for _ in 0..limit {
+        scheduler
+            .submit(spec("small", JobKind::Proving, None))
+            .expect("under the limit");
+    }
+    match scheduler.submit(spec("small", JobKind::Proving, None)) {
+        Err(SchedulerError::Busy {
+            max_jobs,
+            queued_jobs,
+            ..
+        }) => {
+            assert_eq!((max_jobs, queued_jobs), (limit, limit));
+        }
+        other => panic!("expected Busy at {limit} jobs, got {other:?}"),
+    }
+    for _ in 0..8 {
+        scheduler
+            .submit(spec("other", JobKind::Proving, None))
+            .expect("the default limit");
+    }
+    assert!(matches!(
+        scheduler.submit(spec("other", JobKind::Proving, None)),
+        Err(SchedulerError::Busy { max_jobs: 8, .. })
+    ));
+    exec.open();
+    assert!(scheduler.wait_idle(WAIT));
 }

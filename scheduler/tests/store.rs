@@ -228,3 +228,48 @@ fn a_second_open_of_the_same_dir_is_a_typed_error() {
         "RocksDB's lock must refuse a second opener: {second:?}"
     );
 }
+
+/// `[storage]` reaches RocksDB: the block cache capacity, the memtable size, the background
+/// jobs and the open-file limit in force are the ones given, on random values.
+#[test]
+fn store_options_are_in_force() {
+    let mut rng = rand::thread_rng();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = epa_scheduler::StoreOptions {
+        block_cache_bytes: rng.gen_range(8..64usize) << 20,
+        write_buffer_bytes: rng.gen_range(1..32usize) << 20,
+        max_background_jobs: rng.gen_range(1..16),
+        max_open_files: Some(rng.gen_range(64..4096)),
+    };
+    let store = Store::open_with(dir.path(), &options).expect("opens");
+    assert_eq!(
+        store.property("rocksdb.block-cache-capacity"),
+        Some(options.block_cache_bytes.to_string())
+    );
+    drop(store);
+    // RocksDB writes the options it runs with into OPTIONS-* in the data dir.
+    let written = std::fs::read_dir(dir.path())
+        .expect("data dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("OPTIONS-"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("options file"))
+        .max_by_key(String::len)
+        .expect("an OPTIONS file");
+    for line in [
+        format!("max_background_jobs={}", options.max_background_jobs),
+        format!("max_open_files={}", options.max_open_files.unwrap_or(-1)),
+        format!("write_buffer_size={}", options.write_buffer_bytes),
+    ] {
+        assert!(
+            written.lines().any(|l| l.trim() == line),
+            "OPTIONS lacks `{line}`"
+        );
+    }
+    // The defaults differ, so the test would notice options being ignored.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    assert_eq!(
+        store.property("rocksdb.block-cache-capacity"),
+        Some((256usize << 20).to_string())
+    );
+}
