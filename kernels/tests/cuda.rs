@@ -113,16 +113,28 @@ fn multi_pass_transforms_and_commitments_match_cpu() {
         let mut c = cpu.upload_columns(m).expect("upload");
         b.intt(&mut g).expect("intt");
         cpu.intt(&mut c).expect("intt");
-        assert_eq!(b.download_columns(&g).expect("download"), c, "iNTT 2^{log_n}");
+        assert_eq!(
+            b.download_columns(&g).expect("download"),
+            c,
+            "iNTT 2^{log_n}"
+        );
         let off = BaseElement::GENERATOR;
         let gl = b.coset_lde(&g, blowup, off).expect("lde");
         let cl = cpu.coset_lde(&c, blowup, off).expect("lde");
         assert_eq!(b.download_rows(&gl).expect("download"), cl, "LDE 2^{log_n}");
-        let gt = b.download_tree(b.commit_rows_rp64_256(&gl).expect("commit")).expect("tree");
-        let ct = cpu.download_tree(cpu.commit_rows_rp64_256(&cl).expect("commit")).expect("tree");
+        let gt = b
+            .download_tree(b.commit_rows_rp64_256(&gl).expect("commit"))
+            .expect("tree");
+        let ct = cpu
+            .download_tree(cpu.commit_rows_rp64_256(&cl).expect("commit"))
+            .expect("tree");
         assert_eq!(gt.root(), ct.root(), "Rp64_256 root 2^{log_n}");
-        let gt = b.download_tree(b.commit_rows_blake3(&gl).expect("commit")).expect("tree");
-        let ct = cpu.download_tree(cpu.commit_rows_blake3(&cl).expect("commit")).expect("tree");
+        let gt = b
+            .download_tree(b.commit_rows_blake3(&gl).expect("commit"))
+            .expect("tree");
+        let ct = cpu
+            .download_tree(cpu.commit_rows_blake3(&cl).expect("commit"))
+            .expect("tree");
         assert_eq!(gt.root(), ct.root(), "BLAKE3 root 2^{log_n}");
         let idx = [0, 1, n * blowup - 1, (n * blowup) / 3];
         assert_eq!(
@@ -131,7 +143,11 @@ fn multi_pass_transforms_and_commitments_match_cpu() {
         );
         b.ntt(&mut g).expect("ntt");
         cpu.ntt(&mut c).expect("ntt");
-        assert_eq!(b.download_columns(&g).expect("download"), c, "NTT 2^{log_n}");
+        assert_eq!(
+            b.download_columns(&g).expect("download"),
+            c,
+            "NTT 2^{log_n}"
+        );
     }
 }
 
@@ -142,11 +158,16 @@ fn blake3_commitment_matches_cpu_for_wide_rows() {
     let cpu = cpu();
     let mut rng = ChaCha20Rng::seed_from_u64(conformance::fresh_seed());
     for width in [1usize, 8, 127, 128, 129, 300] {
-        let rows = RowMatrix::from_row_major(conformance::random_elements(&mut rng, 16 * width), width)
-            .expect("16 rows");
+        let rows =
+            RowMatrix::from_row_major(conformance::random_elements(&mut rng, 16 * width), width)
+                .expect("16 rows");
         let g = b.upload_rows(rows.clone()).expect("upload");
-        let gt = b.download_tree(b.commit_rows_blake3(&g).expect("commit")).expect("tree");
-        let ct = cpu.download_tree(cpu.commit_rows_blake3(&rows).expect("commit")).expect("tree");
+        let gt = b
+            .download_tree(b.commit_rows_blake3(&g).expect("commit"))
+            .expect("tree");
+        let ct = cpu
+            .download_tree(cpu.commit_rows_blake3(&rows).expect("commit"))
+            .expect("tree");
         assert_eq!(gt.root(), ct.root(), "width {width}");
         assert_eq!(gt.leaves(), ct.leaves(), "width {width}");
     }

@@ -36,7 +36,14 @@ fn harness() -> &'static Path {
         let bin = dir.join(format!("host_harness-{}", std::process::id()));
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
         let out = Command::new(&cc)
-            .args(["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas"])
+            .args([
+                "-O2",
+                "-std=gnu11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-Wno-unknown-pragmas",
+            ])
             .arg("-I")
             .arg(cuda_dir())
             .arg(cuda_dir().join("host_harness.c"))
@@ -124,7 +131,11 @@ fn field_ops_match_winter_math_on_any_word() {
         let b = any_word(&mut r);
         // winter-math computes `p - b` unchecked in `+`: its addend is at most p.
         let c = any_word(&mut r).min(P);
-        writeln!(input, "add {a:x} {c:x}\nsub {a:x} {b:x}\nmul {a:x} {b:x}\ncanon {a:x}").unwrap();
+        writeln!(
+            input,
+            "add {a:x} {c:x}\nsub {a:x} {b:x}\nmul {a:x} {b:x}\ncanon {a:x}"
+        )
+        .unwrap();
         expect.push(vec![(elem(a) + elem(c)).inner()]);
         expect.push(vec![(elem(a) - elem(b)).inner()]);
         expect.push(vec![(elem(a) * elem(b)).inner()]);
@@ -170,7 +181,12 @@ fn rescue_permutation_sponge_and_merge_match_winter_crypto() {
     }
     for len in (0..40).chain([64, 100, 129]) {
         let xs: Vec<BaseElement> = (0..len).map(|_| elem(canonical(&mut r))).collect();
-        write!(input, "rph {len:x} {:x}", BaseElement::new(len as u64).inner()).unwrap();
+        write!(
+            input,
+            "rph {len:x} {:x}",
+            BaseElement::new(len as u64).inner()
+        )
+        .unwrap();
         hex(&mut input, xs.iter().map(|e| e.inner()));
         input.push('\n');
         let d = Rp64_256::hash_elements(&xs);
@@ -206,7 +222,9 @@ fn blake3_rows_and_merge_match_winter_crypto_and_blake3() {
     // One block, several blocks, one chunk exactly, and several chunks (tree of chunks).
     let lens = (0..20).chain([64, 127, 128, 129, 255, 256, 257, 384, 512, 1000, 2049]);
     for len in lens {
-        let xs: Vec<BaseElement> = (0..len).map(|_| elem(any_word(&mut r).min(P - 1))).collect();
+        let xs: Vec<BaseElement> = (0..len)
+            .map(|_| elem(any_word(&mut r).min(P - 1)))
+            .collect();
         write!(input, "b3h {len:x}").unwrap();
         hex(&mut input, xs.iter().map(|e| e.inner()));
         input.push('\n');
@@ -263,7 +281,15 @@ fn passes_text(log_n: u32) -> String {
 fn ntt_and_inverse_tile_code_match_winter_math() {
     let mut r = rng("ntt");
     // Single-pass sizes, one upper pass (12..=19) and two upper passes (20).
-    let cases = [(1u32, 3usize), (2, 1), (5, 2), (11, 2), (12, 1), (14, 3), (20, 1)];
+    let cases = [
+        (1u32, 3usize),
+        (2, 1),
+        (5, 2),
+        (11, 2),
+        (12, 1),
+        (14, 3),
+        (20, 1),
+    ];
     for (log_n, cols) in cases {
         let n = 1usize << log_n;
         let data: Vec<Vec<BaseElement>> = (0..cols)
@@ -306,7 +332,14 @@ fn ntt_and_inverse_tile_code_match_winter_math() {
 fn coset_lde_tile_code_matches_winter_math() {
     let mut r = rng("lde");
     // Small and multi-pass sizes; 2^12 needs more than one high table entry.
-    let cases = [(1u32, 1u32, 2usize), (1, 2, 1), (3, 3, 3), (6, 2, 2), (12, 1, 2), (13, 3, 1)];
+    let cases = [
+        (1u32, 1u32, 2usize),
+        (1, 2, 1),
+        (3, 3, 3),
+        (6, 2, 2),
+        (12, 1, 2),
+        (13, 3, 1),
+    ];
     for (log_n, log_blowup, cols) in cases {
         let n = 1usize << log_n;
         let blowup = 1usize << log_blowup;

@@ -133,11 +133,7 @@ const ARCHES: &[((i32, i32), &str)] = &[
 
 /// The newest architecture of [`ARCHES`] not above the compute capability `cc`.
 pub fn arch_for(cc: (i32, i32)) -> Option<&'static str> {
-    ARCHES
-        .iter()
-        .rev()
-        .find(|(c, _)| *c <= cc)
-        .map(|&(_, a)| a)
+    ARCHES.iter().rev().find(|(c, _)| *c <= cc).map(|&(_, a)| a)
 }
 
 /// Whether NVRTC (`libnvrtc.so.12`) can be loaded.
@@ -192,6 +188,9 @@ pub(crate) struct Functions {
     pub(crate) b3_merge_level: CudaFunction,
 }
 
+/// Device twiddle tables by `(log2 n, inverse)`.
+type TwiddleCache = HashMap<(u32, bool), Arc<CudaSlice<u64>>>;
+
 /// The CUDA backend on one device.
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
@@ -210,7 +209,7 @@ pub struct CudaBackend {
     _modules: Vec<Arc<CudaModule>>,
     pub(crate) f: Functions,
     /// Twiddle tables by `(log2 n, inverse)`, kept across jobs.
-    twiddles: Mutex<HashMap<(u32, bool), Arc<CudaSlice<u64>>>>,
+    twiddles: Mutex<TwiddleCache>,
     /// Scratch buffers returned by finished operations, reused by the next (by length).
     pool: Mutex<Vec<CudaSlice<u64>>>,
     /// Pinned host staging buffers for large transfers, reused by length.
@@ -266,7 +265,9 @@ impl CudaBackend {
         let ctx = catch_unwind(|| CudaContext::new(ordinal))
             .map_err(|_| no_dev("a driver symbol is missing (driver too old?)".to_owned()))?
             .map_err(|e| no_dev(e.to_string()))?;
-        let device_name = ctx.name().unwrap_or_else(|_| format!("CUDA device {ordinal}"));
+        let device_name = ctx
+            .name()
+            .unwrap_or_else(|_| format!("CUDA device {ordinal}"));
         let drv = |what: &str| {
             let name = device_name.clone();
             let what = what.to_owned();

@@ -438,7 +438,10 @@ impl CudaBackend {
         let cfg = launch_1d(num_rows, HASH_THREADS)?;
         if blake3 {
             let mut b = self.stream.launch_builder(&self.f.b3_hash_rows);
-            b.arg(&rows.buf).arg(&mut digests).arg(&width).arg(&num_rows);
+            b.arg(&rows.buf)
+                .arg(&mut digests)
+                .arg(&width)
+                .arg(&num_rows);
             // SAFETY: matches `b3_hash_rows` (const u64*, u32*, u64, u64): `rows` holds
             // `num_rows * width` words and `digests` 8 u32 per row; the width is below the
             // kernel's chunk-stack limit (checked by the caller).
@@ -779,12 +782,18 @@ mod tests {
             let mut next_top = log_n;
             for &(s, r, c) in &passes {
                 assert_eq!(s + r, next_top, "log_n {log_n}: passes must be contiguous");
-                assert!(r >= 1 && r + c <= TILE_BITS, "log_n {log_n}: tile too large");
+                assert!(
+                    r >= 1 && r + c <= TILE_BITS,
+                    "log_n {log_n}: tile too large"
+                );
                 assert!(c <= s, "log_n {log_n}: low words must lie below the pass");
                 next_top = s;
             }
             assert_eq!(next_top, 0, "log_n {log_n}: stages left over");
-            assert_eq!(passes.len() as u32, 1 + (log_n.saturating_sub(11)).div_ceil(8));
+            assert_eq!(
+                passes.len() as u32,
+                1 + (log_n.saturating_sub(11)).div_ceil(8)
+            );
         }
     }
 }
