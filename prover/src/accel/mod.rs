@@ -34,6 +34,8 @@
 //! columns within the field's two-adicity), so a failure is a broken invariant and panics with
 //! a message naming it.
 
+pub mod cuda;
+
 use core::marker::PhantomData;
 use std::sync::Arc;
 
