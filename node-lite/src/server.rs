@@ -8,16 +8,20 @@
 //! finishes), connections per peer IP address (extra connections are closed with
 //! `LimitExceeded`), subscriptions per connection, a per-request read deadline (slow-loris:
 //! `Busy` and [`ServerStats::request_timeouts`]) and the connection idle timeout, a global
-//! budget of request bytes held in memory at once (`Busy`), and a per-tenant token bucket on
-//! submissions (`Busy`). A misbehaving peer never affects other connections.
+//! budget of request bytes held in memory at once (`Busy`), a per-tenant token bucket on
+//! submissions (`Busy`), and a per-connection token bucket on opened streams (a stream flood:
+//! `LimitExceeded`, and the connection is closed with `LimitExceeded` once a second's worth of
+//! streams was refused). Every refusal is counted in [`ServerStats`] (exported as `epa_quic_*`
+//! by [`ServerStats::metrics`]). A misbehaving peer never affects other connections.
 //!
 //! Authentication: when [`ServerConfig::require_authentication`] is set, a connection must
 //! first send an [`Authenticate`] request: an ML-DSA-65 signature over 32 bytes of TLS
 //! exporter keying material ([`AUTH_EXPORTER_LABEL`]), which both ends derive from this TLS
 //! session only, so a signature cannot be replayed on another connection. The key is mapped to
 //! a tenant by [`Service::authorize`]. Until then every request is refused with
-//! `Unauthorized`, and a connection that does not authenticate within the request deadline is
-//! closed with `Unauthorized`.
+//! `Unauthorized` (and a frame larger than [`PRE_AUTH_MAX_FRAME`] is refused from its header,
+//! so an anonymous peer cannot make the server buffer large requests), and a connection that
+//! does not authenticate within the request deadline is closed with `Unauthorized`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,6 +40,15 @@ use crate::wire::{
     AUTH_EXPORTER_LABEL, Authenticate, CHALLENGE_LEN, Commitment, Frame, FrameDecoder, KeyId,
     Limits, Message, Push, RejectCode, Rejection, Request, Response, SubscribeRequest, kinds,
 };
+
+/// The largest frame an unauthenticated connection may send when authentication is required:
+/// an [`Authenticate`] (an ML-DSA-65 key and signature, about 5.3 KB) fits, anything larger is
+/// refused with `Unauthorized` before its body is read.
+pub const PRE_AUTH_MAX_FRAME: u32 = 8 * 1024;
+
+/// The rejection message of a request sent before the connection authenticated.
+const NOT_AUTHENTICATED: &str =
+    "this connection has not authenticated; send Authenticate with a configured tenant key first";
 
 /// Who sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +110,9 @@ pub struct ServerConfig {
     /// Deadline to receive a whole request once its stream is open (the slow-loris bound),
     /// and to authenticate once the handshake is done.
     pub request_timeout: Duration,
-    /// Refuse every request of a connection until it authenticates ([`Authenticate`]).
+    /// Refuse every request of a connection until it authenticates ([`Authenticate`]). Off in
+    /// this library's default (embedders and tests choose); the appliance turns it on through
+    /// its configuration (`quic.require_authentication`, default `true`).
     pub require_authentication: bool,
     /// Submissions (batches and proving jobs) per second one tenant may make on average
     /// (token-bucket refill rate); `0` turns the rate limit off. Unauthenticated peers are
@@ -108,6 +123,12 @@ pub struct ServerConfig {
     /// Request bytes all connections together may hold in memory at once (read but not yet
     /// answered); a request that would go over is refused with `Busy`.
     pub max_inflight_bytes: u64,
+    /// Streams a peer may open per second on one connection (token-bucket rate; the bucket
+    /// holds one second's worth, at least [`max_concurrent_streams`](Self::max_concurrent_streams));
+    /// `0` turns the limit off. A stream over it is refused with `LimitExceeded` without being
+    /// read; a connection that had a second's worth of streams refused is closed with
+    /// `LimitExceeded`.
+    pub max_streams_per_second: u32,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +144,7 @@ impl Default for ServerConfig {
             submissions_per_second: 1000,
             submission_burst: 2000,
             max_inflight_bytes: 512 << 20,
+            max_streams_per_second: 500,
         }
     }
 }
@@ -162,6 +184,14 @@ pub struct ServerStats {
     pub memory_refused: AtomicU64,
     /// Request bytes held in memory now.
     pub inflight_bytes: AtomicU64,
+    /// Streams refused because the connection opened them faster than the stream rate.
+    pub stream_floods: AtomicU64,
+    /// Connections closed for flooding streams.
+    pub flood_disconnects: AtomicU64,
+    /// Subscriptions refused because the connection holds its maximum.
+    pub subscriptions_refused: AtomicU64,
+    /// Connections closed by the idle timeout.
+    pub idle_timeouts: AtomicU64,
 }
 
 impl ServerStats {
@@ -265,6 +295,30 @@ impl ServerStats {
                 "Request bytes held in memory now.",
                 Gauge,
                 get(&self.inflight_bytes),
+            ),
+            Metric::single(
+                "epa_quic_stream_floods_total",
+                "Streams refused for exceeding the per-connection stream rate.",
+                Counter,
+                get(&self.stream_floods),
+            ),
+            Metric::single(
+                "epa_quic_flood_disconnects_total",
+                "Connections closed for flooding streams.",
+                Counter,
+                get(&self.flood_disconnects),
+            ),
+            Metric::single(
+                "epa_quic_subscriptions_refused_total",
+                "Subscriptions refused for exceeding the per-connection limit.",
+                Counter,
+                get(&self.subscriptions_refused),
+            ),
+            Metric::single(
+                "epa_quic_idle_timeouts_total",
+                "Connections closed by the idle timeout.",
+                Counter,
+                get(&self.idle_timeouts),
             ),
         ]
     }
@@ -400,6 +454,11 @@ impl Server {
         &self.stats
     }
 
+    /// The live counters as a shared handle (for a metrics exporter that outlives a borrow).
+    pub fn stats_handle(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
+    }
+
     /// Closes every connection and waits (up to one second) for the endpoint to go idle.
     pub async fn shutdown(self) {
         self.endpoint
@@ -463,13 +522,52 @@ impl Drop for Reservation {
     }
 }
 
+/// A token bucket: `rate` tokens a second up to `burst`, counted in thousandths.
+#[derive(Debug, Clone, Copy)]
+struct TokenBucket {
+    /// Tokens in thousandths.
+    tokens: u64,
+    /// Last refill.
+    at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens.
+    fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: u64::from(burst.max(1)) * 1000,
+            at: now,
+        }
+    }
+
+    /// The thousandths the bucket would hold at `now` (capped at `burst`).
+    fn level(&self, rate: u32, burst: u32, now: Instant) -> u64 {
+        let ms = u64::try_from(now.duration_since(self.at).as_millis()).unwrap_or(u64::MAX);
+        // rate tokens/s = rate thousandths per millisecond.
+        self.tokens
+            .saturating_add(ms.saturating_mul(u64::from(rate)))
+            .min(u64::from(burst.max(1)) * 1000)
+    }
+
+    /// Refills for the time since the last call and takes one token; `false` if empty.
+    fn take(&mut self, rate: u32, burst: u32, now: Instant) -> bool {
+        self.tokens = self.level(rate, burst, now);
+        self.at = now;
+        if self.tokens >= 1000 {
+            self.tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Per-tenant token buckets: `rate` tokens a second up to `burst`, one per submission.
 #[derive(Debug)]
 struct RateLimiter {
     rate: u32,
     burst: u32,
-    /// Tenant → (tokens in thousandths, last refill).
-    buckets: Mutex<HashMap<String, (u64, Instant)>>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
 impl RateLimiter {
@@ -478,29 +576,17 @@ impl RateLimiter {
         if self.rate == 0 {
             return true;
         }
-        let full = u64::from(self.burst.max(1)) * 1000;
+        let (rate, burst) = (self.rate, self.burst);
+        let full = u64::from(burst.max(1)) * 1000;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             // Forget buckets that have refilled: they hold no state worth keeping.
-            let rate = u64::from(self.rate);
-            buckets.retain(|_, (tokens, at)| {
-                let ms = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
-                tokens.saturating_add(ms.saturating_mul(rate)) < full
-            });
+            buckets.retain(|_, b| b.level(rate, burst, now) < full);
         }
-        let (tokens, at) = buckets.entry(tenant.to_owned()).or_insert((full, now));
-        let ms = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
-        // rate tokens/s = rate thousandths per millisecond.
-        *tokens = tokens
-            .saturating_add(ms.saturating_mul(u64::from(self.rate)))
-            .min(full);
-        *at = now;
-        if *tokens >= 1000 {
-            *tokens -= 1000;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(tenant.to_owned())
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(rate, burst, now)
     }
 }
 
@@ -592,7 +678,43 @@ async fn serve_connection<S: Service>(
     }
     let subscriptions = Arc::new(AtomicU64::new(0));
     let next_subscription = Arc::new(AtomicU64::new(1));
-    while let Ok((send, recv)) = conn.accept_bi().await {
+    let stream_rate = config.max_streams_per_second;
+    let stream_burst = stream_rate.max(config.max_concurrent_streams);
+    let mut streams = TokenBucket::full(stream_burst, Instant::now());
+    let mut flooded = 0u32;
+    let ended = loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(pair) => pair,
+            Err(e) => break e,
+        };
+        if stream_rate > 0 && !streams.take(stream_rate, stream_burst, Instant::now()) {
+            ServerStats::inc(&shared.stats.stream_floods);
+            flooded += 1;
+            if flooded >= stream_burst {
+                ServerStats::inc(&shared.stats.flood_disconnects);
+                conn.close(
+                    close_code(RejectCode::LimitExceeded),
+                    b"stream flood: too many streams refused; reconnect and open fewer streams",
+                );
+                continue;
+            }
+            // Refused without reading a byte of it.
+            let _ = recv.stop(close_code(RejectCode::LimitExceeded));
+            let msg = format!(
+                "stream flood: more than {stream_rate} streams a second on this connection; slow down"
+            );
+            let limits = config.limits;
+            tokio::spawn(async move {
+                let rej = Rejection::new(RejectCode::LimitExceeded, msg, limits.max_message_len);
+                if write_message(&mut send, &Response::Rejected(rej), &limits)
+                    .await
+                    .is_ok()
+                {
+                    let _ = send.finish();
+                }
+            });
+            continue;
+        }
         let ctx = StreamCtx {
             conn: conn.clone(),
             peer: PeerInfo {
@@ -609,6 +731,9 @@ async fn serve_connection<S: Service>(
             next_subscription: Arc::clone(&next_subscription),
         };
         tokio::spawn(ctx.serve(send, recv));
+    };
+    if matches!(ended, quinn::ConnectionError::TimedOut) {
+        ServerStats::inc(&shared.stats.idle_timeouts);
     }
 }
 
@@ -710,7 +835,13 @@ impl<S: Service> StreamCtx<S> {
 
     async fn serve(self, mut send: SendStream, mut recv: RecvStream) {
         let limits = self.config.limits;
-        let mut decoder = FrameDecoder::new(limits.max_frame_len);
+        let anonymous = self.config.require_authentication && self.auth.get().is_none();
+        let max_frame = if anonymous {
+            limits.max_frame_len.min(PRE_AUTH_MAX_FRAME)
+        } else {
+            limits.max_frame_len
+        };
+        let mut decoder = FrameDecoder::new(max_frame);
         let mut held = Reservation {
             stats: Arc::clone(&self.stats),
             held: 0,
@@ -729,6 +860,17 @@ impl<S: Service> StreamCtx<S> {
                     "empty request stream; send one request frame",
                 )
                 .await;
+                return;
+            }
+            Ok(Err(ReadFail::Wire(Error::FrameTooLarge { len, .. })))
+                if anonymous && len <= u64::from(limits.max_frame_len) =>
+            {
+                // Within the frame limit, but not the size of an `Authenticate`: the body is
+                // never read, the request refused as any other before authentication.
+                ServerStats::inc(&self.stats.unauthorized);
+                let _ = recv.stop(close_code(RejectCode::Unauthorized));
+                self.refuse(&mut send, RejectCode::Unauthorized, NOT_AUTHENTICATED)
+                    .await;
                 return;
             }
             Ok(Err(ReadFail::Wire(e))) => {
@@ -777,12 +919,8 @@ impl<S: Service> StreamCtx<S> {
         }
         if self.config.require_authentication && self.auth.get().is_none() {
             ServerStats::inc(&self.stats.unauthorized);
-            self.refuse(
-                &mut send,
-                RejectCode::Unauthorized,
-                "this connection has not authenticated; send Authenticate with a configured tenant key first",
-            )
-            .await;
+            self.refuse(&mut send, RejectCode::Unauthorized, NOT_AUTHENTICATED)
+                .await;
             return;
         }
         let request = match Request::from_frame(&frame, &limits) {
@@ -919,6 +1057,7 @@ impl<S: Service> StreamCtx<S> {
         let open = self.subscriptions.fetch_add(1, Ordering::AcqRel);
         if open >= max {
             self.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            ServerStats::inc(&self.stats.subscriptions_refused);
             let msg = format!("at most {max} subscriptions per connection; close one first");
             let rej = Rejection::new(RejectCode::LimitExceeded, msg, limits.max_message_len);
             let _ = self.respond(&mut send, &Response::Rejected(rej)).await;

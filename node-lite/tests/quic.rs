@@ -8,7 +8,9 @@ use std::time::Duration;
 use crypto::dsa::mldsa65::{KeyPair, VerifyingKey};
 use epa_node_lite::Error;
 use epa_node_lite::client::{Client, ClientConfig};
-use epa_node_lite::server::{PeerInfo, Server, ServerConfig, Service, SubscriptionFeed};
+use epa_node_lite::server::{
+    PRE_AUTH_MAX_FRAME, PeerInfo, Server, ServerConfig, ServerStats, Service, SubscriptionFeed,
+};
 use epa_node_lite::tls::{Fingerprint, Identity};
 use epa_node_lite::wire::{
     Batch, Commitment, CommitmentFields, Frame, JobId, JobState, JobStatusReport, KeyId, Limits,
@@ -216,18 +218,52 @@ fn fixture(config: ServerConfig) -> Fixture {
     }
 }
 
+/// Runs `body` against a fresh server with `config` and the test service, bounded by [`T`].
+async fn with_fixture(config: ServerConfig, body: impl AsyncFnOnce(&mut Fixture)) {
+    let mut fx = fixture(config);
+    timeout(T, body(&mut fx)).await.expect("test timed out");
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    }
+}
+
 impl Fixture {
-    async fn client(&self) -> Client {
+    /// A connection to the server, or why it failed.
+    async fn connect(&self) -> Result<Client, Error> {
         Client::connect(
             self.server.local_addr(),
             self.server.fingerprint(),
-            ClientConfig {
-                request_timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
+            client_config(),
         )
         .await
-        .unwrap()
+    }
+
+    /// A connection (not authenticated).
+    async fn client(&self) -> Client {
+        self.connect().await.expect("loopback connection")
+    }
+
+    /// A connection authenticated as the aggregator tenant.
+    async fn authenticated(&self) -> Client {
+        let (client, tenant) = Client::connect_authenticated(
+            self.server.local_addr(),
+            self.server.fingerprint(),
+            client_config(),
+            &self.aggregator,
+        )
+        .await
+        .expect("the aggregator key authenticates");
+        assert_eq!(tenant, "aggregator");
+        client
+    }
+
+    /// One server counter.
+    fn stat(&self, counter: impl Fn(&ServerStats) -> &AtomicU64) -> u64 {
+        counter(self.server.stats()).load(Ordering::Relaxed)
     }
 
     fn batch(&mut self, shard: u32, seq: u64, prev_root: [u8; 32]) -> Batch {
@@ -261,8 +297,7 @@ fn assert_rejected<T: core::fmt::Debug>(r: Result<T, Error>, code: RejectCode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_accept_status_and_fetch() {
-    timeout(T, async {
-        let mut fx = fixture(ServerConfig::default());
+    with_fixture(ServerConfig::default(), async |fx| {
         let client = fx.client().await;
         let batch = fx.batch(4, 1, [0; 32]);
         let id = client.submit_batch(&batch).await.unwrap();
@@ -289,21 +324,19 @@ async fn submit_accept_status_and_fetch() {
         };
         let jid = client.submit_proving_job(&job).await.unwrap();
         assert_eq!(client.fetch_proof(jid).await.unwrap(), Some(job.witness));
-        let requests = fx.server.stats().requests.load(Ordering::Relaxed);
+        let requests = fx.stat(|s| &s.requests);
         assert_eq!(requests, 8);
         let text = epa_node_lite::http::render_metrics(&fx.server.stats().metrics());
         assert!(text.contains(&format!("\nepa_quic_requests_total {requests}\n")));
         assert!(text.contains("\nepa_quic_connections_open 1\n"));
         client.close().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_rejections_round_trip() {
-    timeout(T, async {
-        let mut fx = fixture(ServerConfig::default());
+    with_fixture(ServerConfig::default(), async |fx| {
         let client = fx.client().await;
         // Unknown key: signed by someone else.
         let stranger = KeyPair::from_seed(&fx.rng.r#gen());
@@ -348,14 +381,12 @@ async fn typed_rejections_round_trip() {
             other => panic!("expected UnknownAir, got {other:?}"),
         }
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_pushes_catch_up_then_live() {
-    timeout(T, async {
-        let mut fx = fixture(ServerConfig::default());
+    with_fixture(ServerConfig::default(), async |fx| {
         let client = fx.client().await;
         let mut sub = client
             .subscribe(SubscribeRequest {
@@ -397,19 +428,14 @@ async fn subscription_pushes_catch_up_then_live() {
         }
         seen.sort_unstable();
         assert_eq!(seen, vec![(0, 1), (0, 2), (0, 3), (1, 1)]);
-        assert_eq!(
-            fx.server.stats().subscriptions_open.load(Ordering::Relaxed),
-            2
-        );
+        assert_eq!(fx.stat(|s| &s.subscriptions_open), 2);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_fingerprint_is_refused() {
-    timeout(T, async {
-        let fx = fixture(ServerConfig::default());
+    with_fixture(ServerConfig::default(), async |fx| {
         let mut wrong = fx.server.fingerprint().0;
         wrong[0] ^= 1;
         let err = Client::connect(
@@ -439,8 +465,7 @@ async fn wrong_fingerprint_is_refused() {
             Err(Error::BadFingerprint(_))
         ));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 fn rejected_code(r: Response) -> RejectCode {
@@ -452,229 +477,222 @@ fn rejected_code(r: Response) -> RejectCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_frames_get_typed_errors() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             limits: Limits {
                 max_frame_len: 64 * 1024,
                 ..Limits::default()
             },
             ..ServerConfig::default()
-        };
-        let mut fx = fixture(config);
-        let bad = fx.client().await;
-        let frame = |kind: u16, body: Vec<u8>| {
-            Frame {
-                version: 1,
-                kind,
-                body,
-            }
-            .encode(u32::MAX)
-            .unwrap()
-        };
-        // A body too short for its kind.
-        let r = bad
-            .request_raw(&frame(kinds::JOB_STATUS, vec![1, 2, 3]), "raw")
-            .await
+        },
+        async |fx| {
+            let bad = fx.client().await;
+            let frame = |kind: u16, body: Vec<u8>| {
+                Frame {
+                    version: 1,
+                    kind,
+                    body,
+                }
+                .encode(u32::MAX)
+                .unwrap()
+            };
+            // A body too short for its kind.
+            let r = bad
+                .request_raw(&frame(kinds::JOB_STATUS, vec![1, 2, 3]), "raw")
+                .await
+                .unwrap();
+            assert_eq!(rejected_code(r), RejectCode::Malformed);
+            // A response kind sent as a request.
+            let r = bad
+                .request_raw(&frame(kinds::ACCEPTED, vec![0; 8]), "raw")
+                .await
+                .unwrap();
+            assert_eq!(rejected_code(r), RejectCode::Unsupported);
+            // An unknown version.
+            let mut v2 = frame(kinds::JOB_STATUS, vec![0; 8]);
+            v2[4] = 2;
+            let r = bad.request_raw(&v2, "raw").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::Unsupported);
+            // A header announcing 1 GiB: refused from the header, the body is never sent.
+            let mut huge = (1u32 << 30).to_le_bytes().to_vec();
+            huge.extend([1, 0, 1, 0]);
+            let r = bad.request_raw(&huge, "raw").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::TooLarge);
+            // A real batch over the server's frame limit (the client's limits are larger).
+            let big = Batch::sign(
+                0,
+                1,
+                [0; 32],
+                vec![vec![7; 60_000]; 2],
+                &fx.aggregator.signing_key,
+                &fx.aggregator.verifying_key,
+                &[0; 32],
+                &Limits::default(),
+            )
             .unwrap();
-        assert_eq!(rejected_code(r), RejectCode::Malformed);
-        // A response kind sent as a request.
-        let r = bad
-            .request_raw(&frame(kinds::ACCEPTED, vec![0; 8]), "raw")
-            .await
-            .unwrap();
-        assert_eq!(rejected_code(r), RejectCode::Unsupported);
-        // An unknown version.
-        let mut v2 = frame(kinds::JOB_STATUS, vec![0; 8]);
-        v2[4] = 2;
-        let r = bad.request_raw(&v2, "raw").await.unwrap();
-        assert_eq!(rejected_code(r), RejectCode::Unsupported);
-        // A header announcing 1 GiB: refused from the header, the body is never sent.
-        let mut huge = (1u32 << 30).to_le_bytes().to_vec();
-        huge.extend([1, 0, 1, 0]);
-        let r = bad.request_raw(&huge, "raw").await.unwrap();
-        assert_eq!(rejected_code(r), RejectCode::TooLarge);
-        // A real batch over the server's frame limit (the client's limits are larger).
-        let big = Batch::sign(
-            0,
-            1,
-            [0; 32],
-            vec![vec![7; 60_000]; 2],
-            &fx.aggregator.signing_key,
-            &fx.aggregator.verifying_key,
-            &[0; 32],
-            &Limits::default(),
-        )
-        .unwrap();
-        let bytes = Request::SubmitBatch(big)
-            .encode(&Limits::default())
-            .unwrap();
-        let r = bad.request_raw(&bytes, "raw").await.unwrap();
-        assert_eq!(rejected_code(r), RejectCode::TooLarge);
-        // Garbage, and a stream closed mid-frame.
-        let r = bad.request_raw(&[0xff; 3], "raw").await.unwrap();
-        assert_eq!(rejected_code(r), RejectCode::Malformed);
-        assert!(fx.server.stats().malformed.load(Ordering::Relaxed) >= 6);
-        // The same connection and another client are still served.
-        assert_eq!(bad.job_status(JobId(5)).await.unwrap(), None);
-        let good = fx.client().await;
-        let batch = fx.batch(2, 1, [0; 32]);
-        good.submit_batch(&batch).await.unwrap();
-    })
-    .await
-    .expect("test timed out");
+            let bytes = Request::SubmitBatch(big)
+                .encode(&Limits::default())
+                .unwrap();
+            let r = bad.request_raw(&bytes, "raw").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::TooLarge);
+            // Garbage, and a stream closed mid-frame.
+            let r = bad.request_raw(&[0xff; 3], "raw").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::Malformed);
+            assert!(fx.stat(|s| &s.malformed) >= 6);
+            // The same connection and another client are still served.
+            assert_eq!(bad.job_status(JobId(5)).await.unwrap(), None);
+            let good = fx.client().await;
+            let batch = fx.batch(2, 1, [0; 32]);
+            good.submit_batch(&batch).await.unwrap();
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_streams_are_held_back_while_others_are_served() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             max_concurrent_streams: 3,
             ..ServerConfig::default()
-        };
-        let fx = fixture(config);
-        let greedy = Arc::new(fx.client().await);
-        // Three requests that the service holds open use up the greedy peer's streams.
-        let mut held = Vec::new();
-        for _ in 0..3 {
-            let c = Arc::clone(&greedy);
-            held.push(tokio::spawn(
-                async move { c.job_status(JobId(u64::MAX)).await },
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // A fourth stream cannot be opened: QUIC flow control holds the peer back.
-        let fourth = timeout(Duration::from_millis(300), greedy.connection().open_bi()).await;
-        assert!(fourth.is_err(), "the peer opened more streams than allowed");
-        // Another client is served meanwhile.
-        let other = fx.client().await;
-        assert_eq!(other.job_status(JobId(3)).await.unwrap(), None);
-        // Releasing the held requests frees the streams again.
-        fx.service.gate.notify_waiters();
-        for h in held {
-            assert!(matches!(h.await.unwrap(), Ok(None)));
-        }
-        assert_eq!(greedy.job_status(JobId(4)).await.unwrap(), None);
-    })
-    .await
-    .expect("test timed out");
+        },
+        async |fx| {
+            let greedy = Arc::new(fx.client().await);
+            // Three requests that the service holds open use up the greedy peer's streams.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let c = Arc::clone(&greedy);
+                held.push(tokio::spawn(
+                    async move { c.job_status(JobId(u64::MAX)).await },
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A fourth stream cannot be opened: QUIC flow control holds the peer back.
+            let fourth = timeout(Duration::from_millis(300), greedy.connection().open_bi()).await;
+            assert!(fourth.is_err(), "the peer opened more streams than allowed");
+            // Another client is served meanwhile.
+            let other = fx.client().await;
+            assert_eq!(other.job_status(JobId(3)).await.unwrap(), None);
+            // Releasing the held requests frees the streams again.
+            fx.service.gate.notify_waiters();
+            for h in held {
+                assert!(matches!(h.await.unwrap(), Ok(None)));
+            }
+            assert_eq!(greedy.job_status(JobId(4)).await.unwrap(), None);
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_address_are_limited() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             max_connections_per_ip: 2,
             ..ServerConfig::default()
-        };
-        let fx = fixture(config);
-        let a = fx.client().await;
-        let b = fx.client().await;
-        assert_eq!(a.job_status(JobId(1)).await.unwrap(), None);
-        assert_eq!(b.job_status(JobId(1)).await.unwrap(), None);
-        // The third connection from 127.0.0.1 is closed with a typed code.
-        let third = Client::connect(
-            fx.server.local_addr(),
-            fx.server.fingerprint(),
-            ClientConfig::default(),
-        )
-        .await;
-        let err = match third {
-            Ok(c) => c.job_status(JobId(1)).await.unwrap_err(),
-            Err(e) => e,
-        };
-        match err {
-            Error::ClosedByPeer { code, .. } => assert_eq!(code, RejectCode::LimitExceeded),
-            other => panic!("expected LimitExceeded, got {other:?}"),
-        }
-        assert!(
-            fx.server
-                .stats()
-                .connections_refused
-                .load(Ordering::Relaxed)
-                >= 1
-        );
-        // The first two keep working; closing one makes room.
-        assert_eq!(a.job_status(JobId(2)).await.unwrap(), None);
-        b.close().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let c = fx.client().await;
-        assert_eq!(c.job_status(JobId(2)).await.unwrap(), None);
-    })
-    .await
-    .expect("test timed out");
+        },
+        async |fx| {
+            let a = fx.client().await;
+            let b = fx.client().await;
+            assert_eq!(a.job_status(JobId(1)).await.unwrap(), None);
+            assert_eq!(b.job_status(JobId(1)).await.unwrap(), None);
+            // The third connection from 127.0.0.1 is closed with a typed code.
+            let third = fx.connect().await;
+            let err = match third {
+                Ok(c) => c.job_status(JobId(1)).await.unwrap_err(),
+                Err(e) => e,
+            };
+            match err {
+                Error::ClosedByPeer { code, .. } => assert_eq!(code, RejectCode::LimitExceeded),
+                other => panic!("expected LimitExceeded, got {other:?}"),
+            }
+            assert!(fx.stat(|s| &s.connections_refused) >= 1);
+            // The first two keep working; closing one makes room.
+            assert_eq!(a.job_status(JobId(2)).await.unwrap(), None);
+            b.close().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let c = fx.client().await;
+            assert_eq!(c.job_status(JobId(2)).await.unwrap(), None);
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_and_idle_connections_time_out() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             request_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_millis(500),
             ..ServerConfig::default()
-        };
-        let fx = fixture(config);
-        let slow = fx.client().await;
-        // Half a header, then silence: the server answers with a typed rejection once the
-        // request deadline passes, without waiting for the rest.
-        let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
-        send.write_all(&[12, 0]).await.unwrap();
-        let started = std::time::Instant::now();
-        let bytes = recv.read_to_end(4096).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(250));
-        let frame = Frame::decode_exact(&bytes, Limits::default().max_frame_len).unwrap();
-        match Response::from_frame(&frame, &Limits::default()).unwrap() {
-            Response::Rejected(r) => {
-                assert_eq!(r.code, RejectCode::Busy);
-                assert!(r.message.contains("no complete request"), "{}", r.message);
+        },
+        async |fx| {
+            let slow = fx.client().await;
+            // Half a header, then silence: the server answers with a typed rejection once the
+            // request deadline passes, without waiting for the rest.
+            let (mut send, mut recv) = slow.connection().open_bi().await.unwrap();
+            send.write_all(&[12, 0]).await.unwrap();
+            let started = std::time::Instant::now();
+            let bytes = recv.read_to_end(4096).await.unwrap();
+            assert!(started.elapsed() >= Duration::from_millis(250));
+            let frame = Frame::decode_exact(&bytes, Limits::default().max_frame_len).unwrap();
+            match Response::from_frame(&frame, &Limits::default()).unwrap() {
+                Response::Rejected(r) => {
+                    assert_eq!(r.code, RejectCode::Busy);
+                    assert!(r.message.contains("no complete request"), "{}", r.message);
+                }
+                other => panic!("expected a rejection, got {other:?}"),
             }
-            other => panic!("expected a rejection, got {other:?}"),
-        }
-        assert_eq!(
-            fx.server.stats().request_timeouts.load(Ordering::Relaxed),
-            1
-        );
-        // An idle connection is closed by the negotiated idle timeout.
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        match slow.job_status(JobId(1)).await {
-            Err(Error::Connection(quinn::ConnectionError::TimedOut)) => {}
-            other => panic!("expected an idle timeout, got {other:?}"),
-        }
-        // New connections are served.
-        let fresh = fx.client().await;
-        assert_eq!(fresh.job_status(JobId(1)).await.unwrap(), None);
-    })
-    .await
-    .expect("test timed out");
+            assert_eq!(fx.stat(|s| &s.request_timeouts), 1);
+            // An idle connection is closed by the negotiated idle timeout.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            match slow.job_status(JobId(1)).await {
+                Err(Error::Connection(quinn::ConnectionError::TimedOut)) => {}
+                other => panic!("expected an idle timeout, got {other:?}"),
+            }
+            // The server counted it (its own idle timer fires about when the client's does).
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while fx.stat(|s| &s.idle_timeouts) == 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(fx.stat(|s| &s.idle_timeouts), 1);
+            // New connections are served.
+            let fresh = fx.client().await;
+            assert_eq!(fresh.job_status(JobId(1)).await.unwrap(), None);
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_per_connection_are_limited() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             max_subscriptions_per_connection: 2,
             ..ServerConfig::default()
-        };
-        let fx = fixture(config);
-        let client = fx.client().await;
-        let request = SubscribeRequest {
-            shards: vec![1],
-            from_height: 0,
-        };
-        let mut first = client.subscribe(request.clone()).await.unwrap();
-        let _second = client.subscribe(request.clone()).await.unwrap();
-        assert_rejected(
-            client.subscribe(request.clone()).await,
-            RejectCode::LimitExceeded,
-        );
-        // The open subscriptions still deliver (shard 1 has one stored commitment).
-        let c = first.next().await.expect("stream open").unwrap();
-        assert_eq!((c.shard, c.height), (1, 1));
-        // Another connection has its own budget.
-        let other = fx.client().await;
-        assert!(other.subscribe(request).await.is_ok());
-    })
-    .await
-    .expect("test timed out");
+        },
+        async |fx| {
+            let client = fx.client().await;
+            let request = SubscribeRequest {
+                shards: vec![1],
+                from_height: 0,
+            };
+            let mut first = client.subscribe(request.clone()).await.unwrap();
+            let _second = client.subscribe(request.clone()).await.unwrap();
+            assert_rejected(
+                client.subscribe(request.clone()).await,
+                RejectCode::LimitExceeded,
+            );
+            assert_eq!(fx.stat(|s| &s.subscriptions_refused), 1);
+            // The open subscriptions still deliver (shard 1 has one stored commitment).
+            let c = first.next().await.expect("stream open").unwrap();
+            assert_eq!((c.shard, c.height), (1, 1));
+            // Another connection has its own budget.
+            let other = fx.client().await;
+            assert!(other.subscribe(request).await.is_ok());
+        },
+    )
+    .await;
 }
 
 /// The QUIC layer's TLS configurations negotiate the hybrid post-quantum group. quinn does not
@@ -758,185 +776,224 @@ fn tls_negotiates_hybrid_post_quantum_key_exchange() {
     );
 }
 
-fn stat(fx: &Fixture, f: impl Fn(&epa_node_lite::server::ServerStats) -> &AtomicU64) -> u64 {
-    f(fx.server.stats()).load(Ordering::Relaxed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_gates_the_connection_and_cannot_be_replayed() {
-    use epa_node_lite::wire::Authenticate;
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             require_authentication: true,
             request_timeout: Duration::from_millis(1500),
             ..ServerConfig::default()
-        };
-        let mut fx = fixture(config);
-        let a = fx.client().await;
-        let b = fx.client().await;
-        // Before authenticating, nothing is served.
-        assert_rejected(a.job_status(JobId(1)).await, RejectCode::Unauthorized);
-        let batch = fx.batch(0, 1, [0; 32]);
-        assert_rejected(a.submit_batch(&batch).await, RejectCode::Unauthorized);
-        assert_eq!(stat(&fx, |s| &s.unauthorized), 2);
-        assert_eq!(stat(&fx, |s| &s.requests), 0);
-        // Each connection has its own challenge.
-        let (ca, cb) = (a.challenge().unwrap(), b.challenge().unwrap());
-        assert_ne!(ca, cb);
-        // A signature over a's challenge (what an eavesdropper or a's server could capture)
-        // does not authenticate b.
-        let seed: [u8; 32] = fx.rng.r#gen();
-        let for_a = Authenticate::sign(
-            &ca,
-            &fx.aggregator.signing_key,
-            &fx.aggregator.verifying_key,
-            &seed,
-        )
-        .unwrap();
-        assert_rejected(b.send_authenticate(&for_a).await, RejectCode::BadSignature);
-        assert_rejected(b.job_status(JobId(1)).await, RejectCode::Unauthorized);
-        // An unknown key that signs correctly is refused by the service's mapping.
-        let stranger = KeyPair::from_seed(&fx.rng.r#gen());
-        assert_rejected(b.authenticate(&stranger).await, RejectCode::UnknownKey);
-        // On its own connection the same signature works, and maps to the tenant.
-        assert_eq!(a.send_authenticate(&for_a).await.unwrap(), "aggregator");
-        let id = a.submit_batch(&batch).await.unwrap();
-        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
-        // A second authentication on the same connection is refused; the first stays valid.
-        assert_rejected(
-            a.authenticate(&fx.aggregator).await,
-            RejectCode::Unauthorized,
-        );
-        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
-        // The automatic client path.
-        let (c, tenant) = Client::connect_authenticated(
-            fx.server.local_addr(),
-            fx.server.fingerprint(),
-            ClientConfig::default(),
-            &fx.aggregator,
-        )
-        .await
-        .unwrap();
-        assert_eq!(tenant, "aggregator");
-        assert_eq!(c.job_status(id).await.unwrap().unwrap().id, id);
-        assert_eq!(stat(&fx, |s| &s.authenticated), 2);
-        assert_eq!(stat(&fx, |s| &s.auth_failures), 3);
-        // b never authenticated: it is closed with Unauthorized once the deadline passes.
-        tokio::time::sleep(Duration::from_millis(1800)).await;
-        match b.job_status(JobId(1)).await {
-            Err(Error::ClosedByPeer { code, .. }) => assert_eq!(code, RejectCode::Unauthorized),
-            other => panic!("expected an Unauthorized close, got {other:?}"),
-        }
-        assert!(stat(&fx, |s| &s.auth_timeouts) >= 1);
-        assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
-        let text = fx
-            .server
-            .stats()
-            .metrics()
-            .iter()
-            .map(|m| m.name.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        for name in [
-            "epa_quic_unauthorized_total",
-            "epa_quic_auth_failures_total",
-            "epa_quic_auth_timeouts_total",
-        ] {
-            assert!(text.contains(name), "{name} missing from {text}");
-        }
-    })
-    .await
-    .expect("test timed out");
+        },
+        async |fx| {
+            use epa_node_lite::wire::Authenticate;
+            let a = fx.client().await;
+            let b = fx.client().await;
+            // Before authenticating, nothing is served.
+            assert_rejected(a.job_status(JobId(1)).await, RejectCode::Unauthorized);
+            let batch = fx.batch(0, 1, [0; 32]);
+            assert_rejected(a.submit_batch(&batch).await, RejectCode::Unauthorized);
+            assert_eq!(fx.stat(|s| &s.unauthorized), 2);
+            assert_eq!(fx.stat(|s| &s.requests), 0);
+            // Nor can an anonymous peer make the server buffer a frame larger than an
+            // `Authenticate`: it is refused from its header.
+            let mut big = (PRE_AUTH_MAX_FRAME + 1).to_le_bytes().to_vec();
+            big.extend_from_slice(&[1, 0, 3, 0]);
+            let r = a.request_raw(&big, "big").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::Unauthorized);
+            assert_eq!(fx.stat(|s| &s.unauthorized), 3);
+            assert_eq!(fx.stat(|s| &s.too_large), 0);
+            // Each connection has its own challenge.
+            let (ca, cb) = (a.challenge().unwrap(), b.challenge().unwrap());
+            assert_ne!(ca, cb);
+            // A signature over a's challenge (what an eavesdropper or a's server could capture)
+            // does not authenticate b.
+            let seed: [u8; 32] = fx.rng.r#gen();
+            let for_a = Authenticate::sign(
+                &ca,
+                &fx.aggregator.signing_key,
+                &fx.aggregator.verifying_key,
+                &seed,
+            )
+            .unwrap();
+            let frame_len = for_a.encode(&Limits::default()).unwrap().len();
+            assert!(frame_len <= PRE_AUTH_MAX_FRAME as usize, "{frame_len}");
+            assert_rejected(b.send_authenticate(&for_a).await, RejectCode::BadSignature);
+            assert_rejected(b.job_status(JobId(1)).await, RejectCode::Unauthorized);
+            // An unknown key that signs correctly is refused by the service's mapping.
+            let stranger = KeyPair::from_seed(&fx.rng.r#gen());
+            assert_rejected(b.authenticate(&stranger).await, RejectCode::UnknownKey);
+            // On its own connection the same signature works, and maps to the tenant.
+            assert_eq!(a.send_authenticate(&for_a).await.unwrap(), "aggregator");
+            let id = a.submit_batch(&batch).await.unwrap();
+            assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+            // A second authentication on the same connection is refused; the first stays valid.
+            assert_rejected(
+                a.authenticate(&fx.aggregator).await,
+                RejectCode::Unauthorized,
+            );
+            assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+            // The automatic client path.
+            let c = fx.authenticated().await;
+            assert_eq!(c.job_status(id).await.unwrap().unwrap().id, id);
+            assert_eq!(fx.stat(|s| &s.authenticated), 2);
+            assert_eq!(fx.stat(|s| &s.auth_failures), 3);
+            // b never authenticated: it is closed with Unauthorized once the deadline passes.
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+            match b.job_status(JobId(1)).await {
+                Err(Error::ClosedByPeer { code, .. }) => assert_eq!(code, RejectCode::Unauthorized),
+                other => panic!("expected an Unauthorized close, got {other:?}"),
+            }
+            assert!(fx.stat(|s| &s.auth_timeouts) >= 1);
+            assert_eq!(a.job_status(id).await.unwrap().unwrap().id, id);
+            let text = fx
+                .server
+                .stats()
+                .metrics()
+                .iter()
+                .map(|m| m.name.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            for name in [
+                "epa_quic_unauthorized_total",
+                "epa_quic_auth_failures_total",
+                "epa_quic_auth_timeouts_total",
+            ] {
+                assert!(text.contains(name), "{name} missing from {text}");
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submission_rate_is_limited_per_tenant() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             submissions_per_second: 1,
             submission_burst: 3,
             ..ServerConfig::default()
-        };
-        let mut fx = fixture(config);
-        let (agg, _) = Client::connect_authenticated(
-            fx.server.local_addr(),
-            fx.server.fingerprint(),
-            ClientConfig::default(),
-            &fx.aggregator,
-        )
-        .await
-        .unwrap();
-        let mut prev = [0u8; 32];
-        for seq in 1..=3 {
-            let b = fx.batch(0, seq, prev);
+        },
+        async |fx| {
+            let agg = fx.authenticated().await;
+            let mut prev = [0u8; 32];
+            for seq in 1..=3 {
+                let b = fx.batch(0, seq, prev);
+                agg.submit_batch(&b).await.unwrap();
+                prev = b.batch_hash(&Limits::default()).unwrap();
+            }
+            // The burst is spent: the fourth is refused before the service sees it.
+            let b = fx.batch(0, 4, prev);
+            assert_rejected(agg.submit_batch(&b).await, RejectCode::Busy);
+            assert_eq!(fx.stat(|s| &s.rate_limited), 1);
+            // Queries are not submissions.
+            assert_eq!(
+                agg.job_status(JobId(1)).await.unwrap().unwrap().id,
+                JobId(1)
+            );
+            // Another tenant (here the unauthenticated peer address) has its own bucket.
+            let anon = fx.client().await;
+            let job = ProvingJob {
+                air: "rescue-chain".into(),
+                public_inputs: vec![1],
+                witness: vec![2],
+                options: ProvingOptions { preset: 0, hash: 0 },
+            };
+            anon.submit_proving_job(&job).await.unwrap();
+            // The bucket refills at one a second.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             agg.submit_batch(&b).await.unwrap();
-            prev = b.batch_hash(&Limits::default()).unwrap();
-        }
-        // The burst is spent: the fourth is refused before the service sees it.
-        let b = fx.batch(0, 4, prev);
-        assert_rejected(agg.submit_batch(&b).await, RejectCode::Busy);
-        assert_eq!(stat(&fx, |s| &s.rate_limited), 1);
-        // Queries are not submissions.
-        assert_eq!(
-            agg.job_status(JobId(1)).await.unwrap().unwrap().id,
-            JobId(1)
-        );
-        // Another tenant (here the unauthenticated peer address) has its own bucket.
-        let anon = fx.client().await;
-        let job = ProvingJob {
-            air: "rescue-chain".into(),
-            public_inputs: vec![1],
-            witness: vec![2],
-            options: ProvingOptions { preset: 0, hash: 0 },
-        };
-        anon.submit_proving_job(&job).await.unwrap();
-        // The bucket refills at one a second.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        agg.submit_batch(&b).await.unwrap();
-    })
-    .await
-    .expect("test timed out");
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_memory_budget_and_frame_limit_are_enforced() {
-    timeout(T, async {
-        let config = ServerConfig {
+    with_fixture(
+        ServerConfig {
             // Two 16-byte JobStatus frames fit, a third does not.
             max_inflight_bytes: 40,
             ..ServerConfig::default()
-        };
-        let fx = fixture(config);
-        let client = Arc::new(fx.client().await);
-        // Two requests held by the service (the gate) keep their bytes reserved.
-        let held: Vec<_> = (0..2)
-            .map(|_| {
-                let c = Arc::clone(&client);
-                tokio::spawn(async move { c.job_status(JobId(u64::MAX)).await })
-            })
-            .collect();
-        while stat(&fx, |s| &s.inflight_bytes) < 32 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_rejected(client.job_status(JobId(1)).await, RejectCode::Busy);
-        assert_eq!(stat(&fx, |s| &s.memory_refused), 1);
-        // Released once answered: the budget is whole again.
-        while stat(&fx, |s| &s.inflight_bytes) > 0 {
-            fx.service.gate.notify_waiters();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        for h in held {
-            assert_eq!(h.await.unwrap().unwrap(), None);
-        }
-        assert_eq!(client.job_status(JobId(1)).await.unwrap(), None);
-        // A frame announcing more than the frame limit is refused from its header alone.
-        let mut header = (Limits::default().max_frame_len + 1).to_le_bytes().to_vec();
-        header.extend_from_slice(&[1, 0, 3, 0]);
-        let r = client.request_raw(&header, "oversized").await.unwrap();
-        assert_eq!(rejected_code(r), RejectCode::TooLarge);
-        assert_eq!(stat(&fx, |s| &s.too_large), 1);
-        assert_eq!(stat(&fx, |s| &s.inflight_bytes), 0);
-    })
-    .await
-    .expect("test timed out");
+        },
+        async |fx| {
+            let client = Arc::new(fx.client().await);
+            // Two requests held by the service (the gate) keep their bytes reserved.
+            let held: Vec<_> = (0..2)
+                .map(|_| {
+                    let c = Arc::clone(&client);
+                    tokio::spawn(async move { c.job_status(JobId(u64::MAX)).await })
+                })
+                .collect();
+            while fx.stat(|s| &s.inflight_bytes) < 32 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_rejected(client.job_status(JobId(1)).await, RejectCode::Busy);
+            assert_eq!(fx.stat(|s| &s.memory_refused), 1);
+            // Released once answered: the budget is whole again.
+            while fx.stat(|s| &s.inflight_bytes) > 0 {
+                fx.service.gate.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for h in held {
+                assert_eq!(h.await.unwrap().unwrap(), None);
+            }
+            assert_eq!(client.job_status(JobId(1)).await.unwrap(), None);
+            // A frame announcing more than the frame limit is refused from its header alone.
+            let mut header = (Limits::default().max_frame_len + 1).to_le_bytes().to_vec();
+            header.extend_from_slice(&[1, 0, 3, 0]);
+            let r = client.request_raw(&header, "oversized").await.unwrap();
+            assert_eq!(rejected_code(r), RejectCode::TooLarge);
+            assert_eq!(fx.stat(|s| &s.too_large), 1);
+            assert_eq!(fx.stat(|s| &s.inflight_bytes), 0);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_floods_are_refused_counted_and_disconnected() {
+    with_fixture(
+        ServerConfig {
+            // Two streams a second, a bucket of two.
+            max_streams_per_second: 2,
+            max_concurrent_streams: 2,
+            ..ServerConfig::default()
+        },
+        async |fx| {
+            let flooder = fx.client().await;
+            let (mut served, mut refused) = (0u64, 0u64);
+            let closed = loop {
+                match flooder.job_status(JobId(1)).await {
+                    Ok(None) => served += 1,
+                    Err(Error::Rejected {
+                        code: RejectCode::LimitExceeded,
+                        message,
+                    }) => {
+                        assert!(message.contains("stream flood"), "{message}");
+                        refused += 1;
+                    }
+                    Err(e) => break e,
+                    Ok(other) => panic!("unexpected answer {other:?}"),
+                }
+                assert!(served + refused < 50, "the flood was never stopped");
+            };
+            // The bucket let the first streams through, refused the next ones without
+            // reading them, and closed the connection once a bucket's worth was refused.
+            assert!(served >= 2, "{served} served");
+            assert!(refused >= 1, "{refused} refused");
+            match closed {
+                Error::ClosedByPeer { code, .. } => assert_eq!(code, RejectCode::LimitExceeded),
+                other => panic!("expected a LimitExceeded close, got {other:?}"),
+            }
+            assert_eq!(fx.stat(|s| &s.stream_floods), refused + 1);
+            assert_eq!(fx.stat(|s| &s.flood_disconnects), 1);
+            let text = epa_node_lite::http::render_metrics(&fx.server.stats().metrics());
+            assert!(text.contains(&format!("\nepa_quic_stream_floods_total {}\n", refused + 1)));
+            assert!(text.contains("\nepa_quic_flood_disconnects_total 1\n"));
+            // Other connections have their own bucket.
+            let other = fx.client().await;
+            assert_eq!(other.job_status(JobId(1)).await.unwrap(), None);
+        },
+    )
+    .await;
 }
