@@ -327,3 +327,44 @@ fn wycheproof_semi_expanded_vectors() {
     }
     assert!(valid >= 3, "only {valid} valid cases ({skipped} rejected)");
 }
+
+/// Long mode, off by default: `EPA_MLKEM_WGPU_MEASURE=<batch>` decapsulates a batch of that
+/// many fresh valid ciphertexts three times after a warm-up, prints the best rate in
+/// decapsulations per second (host work, transfers and the dispatch included) and checks every
+/// secret against the encapsulated one.
+#[test]
+fn measured_throughput() {
+    let Some(n) = std::env::var("EPA_MLKEM_WGPU_MEASURE")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    else {
+        return;
+    };
+    let Some(b) = backend() else { return };
+    let mut rng = ChaCha20Rng::from_entropy();
+    let pair = random_pair(&mut rng);
+    let (cts, secrets): (Vec<Ciphertext>, Vec<SharedSecret>) = (0..n)
+        .map(|_| {
+            let mut m = [0u8; 32];
+            rng.fill_bytes(&mut m);
+            pair.encapsulation_key.encapsulate(&m)
+        })
+        .unzip();
+    b.decap_batch(&pair.decapsulation_key, &cts[..1])
+        .expect("warm-up decapsulates");
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let got = b
+            .decap_batch(&pair.decapsulation_key, &cts)
+            .expect("decapsulates");
+        best = best.min(start.elapsed().as_secs_f64());
+        assert!(got == secrets, "batch of {n}: not the encapsulated secrets");
+    }
+    eprintln!(
+        "wgpu ML-KEM-768 decap on {}: batch {n}: {:.3} s, {:.0} decapsulations/s",
+        b.adapter_info().name,
+        best,
+        n as f64 / best
+    );
+}
