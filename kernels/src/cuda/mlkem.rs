@@ -31,7 +31,9 @@ use crypto::kem::{
     SharedSecret,
     mlkem768::{Ciphertext, DecapsulationKey},
 };
-use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaViewMut, LaunchConfig, PushKernelArg,
+};
 use zeroize::Zeroize;
 
 use super::CudaBackend;
@@ -70,14 +72,6 @@ pub(crate) struct MlkemKernels {
     decaps: CudaFunction,
 }
 
-/// Little-endian words of a byte string whose length is a multiple of 4.
-fn words_of(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-        .collect()
-}
-
 impl CudaBackend {
     /// The ML-KEM kernels, compiled with NVRTC and loaded the first time they are needed.
     fn mlkem_kernels(&self) -> Result<&MlkemKernels, Error> {
@@ -100,9 +94,14 @@ impl CudaBackend {
         Ok(self.mlkem.get_or_init(|| kernels))
     }
 
-    /// Refuses a batch whose device buffers would exceed the backend's memory budget.
-    fn check_mlkem_budget(&self, chunk: usize) -> Result<(), Error> {
-        let bytes = (DK_BYTES + KEY_BYTES) as u64 + (chunk as u64) * (CT_BYTES + SS_BYTES) as u64;
+    /// Refuses a batch whose device buffers would exceed the backend's memory budget: the key
+    /// (uploaded and expanded), the ciphertexts of two chunks in flight and the secrets of the
+    /// whole batch.
+    fn check_mlkem_budget(&self, n: usize, chunk: usize) -> Result<(), Error> {
+        let in_flight = chunk.min(n).saturating_mul(2).min(n) as u64;
+        let bytes = (DK_BYTES + KEY_BYTES) as u64
+            + in_flight * CT_BYTES as u64
+            + (n as u64).saturating_mul(SS_BYTES as u64);
         if bytes > self.budget {
             return Err(Error::DeviceMemory {
                 what: "ML-KEM-768 batch decapsulation",
@@ -124,7 +123,9 @@ impl CudaBackend {
     }
 
     /// [`Self::decap_batch_cuda`] with chunks of at most `chunk` ciphertexts (tests use small
-    /// chunks to cross chunk boundaries).
+    /// chunks to cross chunk boundaries). Every chunk is queued on the stream without waiting
+    /// (the host packs chunk k + 1 while the device works on chunk k); the secrets of the
+    /// whole batch come back in one download at the end.
     pub(crate) fn decap_batch_chunked(
         &self,
         dk: &DecapsulationKey,
@@ -134,27 +135,55 @@ impl CudaBackend {
         if ciphertexts.is_empty() {
             return Ok(Vec::new());
         }
+        let n = ciphertexts.len();
         let chunk = chunk.clamp(1, CHUNK);
-        self.check_mlkem_budget(chunk.min(ciphertexts.len()))?;
+        self.check_mlkem_budget(n, chunk)?;
         let kernels = self.mlkem_kernels()?;
         let stream = self.stream();
         let mut key = stream
-            .alloc_zeros::<u32>(KEY_BYTES / 4)
+            .alloc_zeros::<u8>(KEY_BYTES)
             .map_err(self.drv("allocating the expanded ML-KEM key"))?;
-        let result = self.expand_key(kernels, dk, &mut key).and_then(|()| {
-            let mut out = Vec::with_capacity(ciphertexts.len());
-            for cts in ciphertexts.chunks(chunk) {
-                self.decap_chunk(kernels, &key, cts, &mut out)?;
+        let mut secrets = match stream.alloc_zeros::<u8>(n * SS_BYTES) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(key);
+                return Err(self.drv("allocating the ML-KEM shared secrets")(e));
             }
-            Ok(out)
+        };
+        let queued = self.expand_key(kernels, dk, &mut key).and_then(|()| {
+            let mut packed = Vec::with_capacity(chunk.min(n) * CT_BYTES);
+            for (k, cts) in ciphertexts.chunks(chunk).enumerate() {
+                let at = k * chunk * SS_BYTES;
+                let mut out = secrets.slice_mut(at..at + cts.len() * SS_BYTES);
+                self.decap_chunk(kernels, &key, cts, &mut packed, &mut out)?;
+            }
+            Ok(())
         });
-        // The expanded key is secret: overwrite it before the buffer goes back to the driver,
-        // whatever happened above.
+        let downloaded = queued.and_then(|()| {
+            stream
+                .clone_dtoh(&secrets)
+                .and_then(|v| stream.synchronize().map(|()| v))
+                .map_err(self.drv("downloading the ML-KEM shared secrets"))
+        });
+        // The expanded key and the secrets on the device are overwritten before their buffers
+        // go back to the driver, whatever happened above.
         let wiped = stream
             .memset_zeros(&mut key)
+            .and_then(|()| stream.memset_zeros(&mut secrets))
             .and_then(|()| stream.synchronize())
-            .map_err(self.drv("zeroing the expanded ML-KEM key"));
-        let out = result?;
+            .map_err(self.drv("zeroing the ML-KEM key and secrets on the device"));
+        let mut bytes = downloaded?;
+        let out = bytes
+            .chunks_exact(SS_BYTES)
+            .map(|s| {
+                let mut one = [0u8; SS_BYTES];
+                one.copy_from_slice(s);
+                let secret = SharedSecret::from_bytes(one);
+                one.zeroize();
+                secret
+            })
+            .collect();
+        bytes.zeroize();
         wiped?;
         Ok(out)
     }
@@ -164,13 +193,12 @@ impl CudaBackend {
         &self,
         kernels: &MlkemKernels,
         dk: &DecapsulationKey,
-        key: &mut CudaSlice<u32>,
+        key: &mut CudaSlice<u8>,
     ) -> Result<(), Error> {
         let stream = self.stream();
-        let mut host = words_of(dk.as_bytes());
-        let uploaded = stream.clone_htod(&host);
-        host.zeroize();
-        let mut dev = uploaded.map_err(self.drv("uploading the ML-KEM key"))?;
+        let mut dev = stream
+            .clone_htod(&dk.as_bytes()[..])
+            .map_err(self.drv("uploading the ML-KEM key"))?;
         let cfg = LaunchConfig {
             grid_dim: (1, 1, 1),
             block_dim: (BLOCK, 1, 1),
@@ -179,9 +207,9 @@ impl CudaBackend {
         let mut launch = stream.launch_builder(&kernels.expand);
         launch.arg(&dev).arg(key);
         // SAFETY: `mlkem768_expand_key_kernel(const u8 *dk, mlkem768_key *key)` reads the 2400
-        // bytes of `dev` (600 words) and writes the 7744 bytes of `key` (1936 words); both
-        // buffers have exactly those sizes and stay alive until the stream is synchronised
-        // (cudarc records their use on the stream).
+        // bytes of `dev` and writes the 7744 bytes of `key` (device allocations are 256-byte
+        // aligned, as the struct needs); both buffers have exactly those sizes and outlive
+        // the launch (cudarc orders their use and release on the stream).
         let launched = unsafe { launch.launch(cfg) }
             .map(|_| ())
             .map_err(self.drv("launching the ML-KEM key expansion"));
@@ -192,13 +220,16 @@ impl CudaBackend {
         wiped
     }
 
-    /// Decapsulates one chunk against the expanded `key`, appending the secrets to `out`.
+    /// Queues one chunk against the expanded `key`: upload (packed through `packed`, reused
+    /// across chunks), rejection secrets, decapsulation, results into `out` (32 bytes per
+    /// ciphertext).
     fn decap_chunk(
         &self,
         kernels: &MlkemKernels,
-        key: &CudaSlice<u32>,
+        key: &CudaSlice<u8>,
         cts: &[Ciphertext],
-        out: &mut Vec<SharedSecret>,
+        packed: &mut Vec<u8>,
+        out: &mut CudaViewMut<'_, u8>,
     ) -> Result<(), Error> {
         let stream = self.stream();
         let n = u32::try_from(cts.len()).map_err(|_| Error::TooLarge {
@@ -206,16 +237,13 @@ impl CudaBackend {
             log_size: cts.len().ilog2(),
             max_log: 31,
         })?;
-        let mut host = Vec::with_capacity(cts.len() * CT_BYTES / 4);
+        packed.clear();
         for ct in cts {
-            host.extend(words_of(ct.as_bytes()));
+            packed.extend_from_slice(ct.as_bytes());
         }
         let dev_cts = stream
-            .clone_htod(&host)
+            .clone_htod(&packed[..])
             .map_err(self.drv("uploading ML-KEM ciphertexts"))?;
-        let mut dev_ss = stream
-            .alloc_zeros::<u32>(cts.len() * SS_BYTES / 4)
-            .map_err(self.drv("allocating the ML-KEM shared secrets"))?;
         let reject_cfg = LaunchConfig {
             grid_dim: (n.div_ceil(BLOCK), 1, 1),
             block_dim: (BLOCK, 1, 1),
@@ -227,43 +255,21 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let mut reject = stream.launch_builder(&kernels.reject);
-        reject.arg(key).arg(&dev_cts).arg(&mut dev_ss).arg(&n);
+        reject.arg(key).arg(&dev_cts).arg(&mut *out).arg(&n);
         // SAFETY: `mlkem768_reject_kernel(const mlkem768_key *, const u32 *cts, u32 *ss, u32 n)`:
-        // thread i < n reads ciphertext i (272 words of `dev_cts`, n * 272 long) and the key
-        // (1936 words), and writes words 8i..8i+8 of `dev_ss` (n * 8 long); threads i >= n do
-        // nothing. The buffers outlive the launch (the download below synchronises).
-        let launched = unsafe { reject.launch(reject_cfg) }
-            .map_err(self.drv("launching the ML-KEM rejection secrets"));
-        let launched = launched.and_then(|_| {
-            let mut decaps = stream.launch_builder(&kernels.decaps);
-            decaps.arg(key).arg(&dev_cts).arg(&mut dev_ss).arg(&n);
-            // SAFETY: `mlkem768_decaps_kernel` with the same arguments and bounds: block b < n
-            // (grid-stride) reads ciphertext b and words 8b..8b+8 of `dev_ss`, then writes those
-            // words; its 5668 bytes of shared memory are static, within every device's 48 KiB.
-            unsafe { decaps.launch(decaps_cfg) }
-                .map_err(self.drv("launching the ML-KEM decapsulation"))
-        });
-        let downloaded = launched.and_then(|_| {
-            stream
-                .clone_dtoh(&dev_ss)
-                .and_then(|v| stream.synchronize().map(|()| v))
-                .map_err(self.drv("downloading the ML-KEM shared secrets"))
-        });
-        // The secrets on the device are overwritten whether or not the download worked.
-        let wiped = stream
-            .memset_zeros(&mut dev_ss)
-            .map_err(self.drv("zeroing the ML-KEM shared secrets"));
-        let mut words = downloaded?;
-        wiped?;
-        for w in words.chunks_exact(SS_BYTES / 4) {
-            let mut bytes = [0u8; SS_BYTES];
-            for (b, x) in bytes.chunks_exact_mut(4).zip(w) {
-                b.copy_from_slice(&x.to_le_bytes());
-            }
-            out.push(SharedSecret::from_bytes(bytes));
-            bytes.zeroize();
-        }
-        words.zeroize();
+        // thread i < n reads ciphertext i (bytes 1088i..1088(i+1) of `dev_cts`, 1088n long) and
+        // the key (7744 bytes), and writes bytes 32i..32(i+1) of `out` (32n long); threads
+        // i >= n do nothing. Device allocations are 256-byte aligned and 1088 and 32 are
+        // multiples of 8, as the 64-bit loads need. The buffers outlive the launch.
+        unsafe { reject.launch(reject_cfg) }
+            .map_err(self.drv("launching the ML-KEM rejection secrets"))?;
+        let mut decaps = stream.launch_builder(&kernels.decaps);
+        decaps.arg(key).arg(&dev_cts).arg(&mut *out).arg(&n);
+        // SAFETY: `mlkem768_decaps_kernel` with the same arguments and bounds: block b < n
+        // (grid-stride) reads ciphertext b and bytes 32b..32(b+1) of `out`, then writes them;
+        // its 5668 bytes of shared memory are static, within every device's 48 KiB.
+        unsafe { decaps.launch(decaps_cfg) }
+            .map_err(self.drv("launching the ML-KEM decapsulation"))?;
         Ok(())
     }
 }
@@ -290,14 +296,6 @@ mod tests {
             }
             Err(e) => panic!("the CUDA backend failed to start: {e}"),
         }
-    }
-
-    #[test]
-    fn words_are_little_endian() {
-        assert_eq!(
-            words_of(&[1, 2, 3, 4, 5, 6, 7, 8]),
-            [0x0403_0201, 0x0807_0605]
-        );
     }
 
     /// Chunks of any size give the same secrets as the reference, in order.
