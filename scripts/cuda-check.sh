@@ -5,26 +5,38 @@
 # for sm_80 and sm_90, assembles each with `ptxas -v` for its architecture, and fails on any
 # compile error and on any register spill ("spill stores" / "spill loads" not zero).
 # The reports are kept under target/cuda-check/ (or $CARGO_TARGET_DIR/cuda-check/).
+# A CUDA toolkit found through CUDA_HOME / CUDA_PATH or in /usr/local/cuda is used instead of
+# the wheels when it has both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 site_dir() { "$PY" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null; }
+# A CUDA toolkit (CUDA_HOME, /usr/local/cuda) first, then the pip wheels.
 find_tools() {
-  local sp
+  local d sp
+  NVRTC_LIB=""; PTXAS=""
+  for d in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
+    [ -n "$d" ] && { [ -e "$d/lib64/libnvrtc.so.12" ] || [ -e "$d/lib64/libnvrtc.so" ]; } && [ -x "$d/bin/ptxas" ] || continue
+    NVRTC_LIB="$d/lib64"; PTXAS="$d/bin/ptxas"; return 0
+  done
   sp=$(site_dir) || return 1
-  NVRTC_LIB=$(dirname "$(find "$sp/nvidia" -name 'libnvrtc.so.12' 2>/dev/null | head -n1)" 2>/dev/null) || return 1
+  d=$(find "$sp/nvidia" -name 'libnvrtc.so.12' 2>/dev/null | head -n1)
+  [ -n "$d" ] && NVRTC_LIB=$(dirname "$d")
   PTXAS=$(find "$sp/nvidia" -type f -name ptxas 2>/dev/null | head -n1)
-  [ -n "$NVRTC_LIB" ] && [ -e "$NVRTC_LIB/libnvrtc.so.12" ] && [ -n "$PTXAS" ]
+  [ -n "$NVRTC_LIB" ] && [ -n "$PTXAS" ]
 }
 
 if ! find_tools; then
-  echo "cuda-check: installing NVRTC and ptxas (pip wheels nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12)"
-  "$PY" -m pip install -q nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12 2>/dev/null ||
-    "$PY" -m pip install -q --break-system-packages nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12
+  echo "cuda-check: installing NVRTC and ptxas (pip wheels nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12)" >&2
+  { "$PY" -m pip install -q nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12 2>/dev/null ||
+    "$PY" -m pip install -q --break-system-packages nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12; } >&2
   find_tools || { echo "cuda-check: NVRTC or ptxas still not found after the install" >&2; exit 1; }
 fi
 chmod +x "$PTXAS" 2>/dev/null || true
+# `--print-nvrtc-dir`: only say where libnvrtc.so.12 is (for LD_LIBRARY_PATH), e.g. for the
+# GPU suite, whose backend compiles its kernels with NVRTC at run time.
+if [ "${1:-}" = "--print-nvrtc-dir" ]; then echo "$NVRTC_LIB"; exit 0; fi
 echo "cuda-check: NVRTC in $NVRTC_LIB; $("$PTXAS" --version | tail -n1)"
 
 out="${CARGO_TARGET_DIR:-target}/cuda-check"

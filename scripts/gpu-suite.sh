@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one script to run on a machine with an NVIDIA GPU (H100 / H200): it builds, checks the
+# CUDA kernels (NVRTC + ptxas, scripts/cuda-check.sh), runs the CUDA and wgpu conformance
+# tests and the byte-identical-proof tests with EPA_REQUIRE_CUDA=1 / EPA_REQUIRE_WGPU=1 (a
+# missing device fails instead of skipping), then `epa bench --suite kernels` in release.
+# Everything it prints is also written under $OUT (when set) or target/gpu-suite/:
+# nvidia-smi.txt, one log per step, bench-kernels.json, and summary.txt (printed last).
+#
+#   bash scripts/gpu-suite.sh            # everything
+#   EPA_GPU_SUITE_SKIP_BENCH=1 bash scripts/gpu-suite.sh   # tests only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+dir="${OUT:-target/gpu-suite}"
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+summary="$dir/summary.txt"
+: >"$summary"
+failed=0
+
+note() { printf '%s\n' "$*" | tee -a "$summary"; }
+step() {
+  local name=$1; shift
+  local log="$dir/$name.log" t0 rc
+  printf '\n==> %s: %s\n' "$name" "$*"
+  t0=$(date +%s)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" = 0 ]; then
+    note "ok     $name ($(( $(date +%s) - t0 )) s)"
+  else
+    note "FAILED $name (exit $rc, $(( $(date +%s) - t0 )) s; log $log)"; failed=1
+  fi
+  return 0
+}
+
+# 1. The GPU and its driver, as the figures must name them.
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi | tee "$dir/nvidia-smi.txt"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm \
+    --format=csv | tee "$dir/gpu.csv"
+  note "gpu    $(nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | head -n1)"
+else
+  note "gpu    nvidia-smi not found: no NVIDIA driver on this machine"
+fi
+
+# 2. NVRTC for the backend at run time (a CUDA toolkit or the pip wheel), and the kernel check.
+nvrtc_dir=$(bash scripts/cuda-check.sh --print-nvrtc-dir 2>/dev/null | tail -n1)
+if [ -n "$nvrtc_dir" ]; then
+  export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  note "nvrtc  $nvrtc_dir"
+else
+  note "nvrtc  not found: the CUDA backend cannot compile its kernels (tests will fail)"
+fi
+step cuda-check bash scripts/cuda-check.sh
+
+# 3. Conformance and byte-identical proofs on the real devices (release: the sizes are real).
+export EPA_REQUIRE_CUDA=1 EPA_REQUIRE_WGPU=1
+step build cargo build --release --locked --workspace --all-targets
+step kernels-tests cargo test --release --locked -p epa-kernels -- --nocapture
+prover_tests=()
+for t in prover/tests/accel*.rs; do prover_tests+=(--test "$(basename "$t" .rs)"); done
+step prover-accel-tests cargo test --release --locked -p epa-prover "${prover_tests[@]}" -- --nocapture
+
+# 4. The kernels bench suite (CUDA where the suite has it, wgpu, CPU, stock winterfell).
+if [ "${EPA_GPU_SUITE_SKIP_BENCH:-0}" != 1 ]; then
+  step bench-kernels cargo run --release --locked -- bench --suite kernels --json "$dir/bench-kernels.json"
+fi
+
+printf '\n==> summary (%s)\n' "$dir"
+cat "$summary"
+exit "$failed"
