@@ -13,6 +13,8 @@ use winter_crypto::{DefaultRandomCoin, ElementHasher, MerkleTree};
 use winter_math::fields::f64::BaseElement;
 use winterfell::{AcceptableOptions, Air, Proof, ProofOptions};
 
+use kernels::{Backend, BackendInfo, CpuBackend, Isa};
+
 use crate::Error;
 use crate::accel::AccelComponents;
 use crate::air::rescue_chain::{self, RescueChainAir, RescueChainPublicInputs};
@@ -174,6 +176,101 @@ pub enum ProverBackend {
     Cpu,
     /// Winterfell's stock components (the reference; same proof bytes).
     Stock,
+    /// The accelerated components on the wgpu kernels (`kernels::WgpuBackend`, the
+    /// process's shared device, see [`shared_wgpu`]); a failing step is redone on the CPU
+    /// kernels and counted in [`crate::accel::cpu_fallbacks_total`].
+    #[cfg(feature = "wgpu")]
+    Wgpu,
+}
+
+impl ProverBackend {
+    /// The name used in the configuration's `[backends] allowed` list and in logs: `cpu`,
+    /// `stock` or `wgpu`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProverBackend::Cpu => "cpu",
+            ProverBackend::Stock => "stock",
+            #[cfg(feature = "wgpu")]
+            ProverBackend::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for ProverBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A prover backend that is usable on this host, with what its kernels backend reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbedBackend {
+    /// The prover backend.
+    pub backend: ProverBackend,
+    /// Its kernels backend: name, device (adapter name, driver, API), memory, capabilities.
+    pub info: BackendInfo,
+}
+
+/// The prover backends usable on this host, in preference order from the least preferred:
+/// `cpu` always (the widest instruction set of this CPU, or `EPA_SIMD` when it is valid), then
+/// `wgpu` when an adapter with 64-bit shader integers (`SHADER_INT64`) opens. A later CUDA
+/// backend goes last (preferred). Opening the wgpu device here also caches it for
+/// [`shared_wgpu`], so probing at start-up costs the device creation once.
+pub fn probe() -> Vec<ProbedBackend> {
+    let cpu = CpuBackend::new().or_else(|_| CpuBackend::with_isa(Isa::best()));
+    let mut out = Vec::new();
+    if let Ok(cpu) = cpu {
+        out.push(ProbedBackend {
+            backend: ProverBackend::Cpu,
+            info: cpu.info(),
+        });
+    }
+    #[cfg(feature = "wgpu")]
+    if let Ok(w) = shared_wgpu() {
+        out.push(ProbedBackend {
+            backend: ProverBackend::Wgpu,
+            info: w.info(),
+        });
+    }
+    out
+}
+
+/// Picks the prover backend from the configuration's allowed names (`[backends] allowed`:
+/// `cpu`, `wgpu`, `cuda`) and what [`probe`] found: the most preferred backend that is both
+/// allowed and present, in the order cuda > wgpu > cpu, and [`ProverBackend::Cpu`] when none
+/// is (the CPU kernels are the fallback of every configuration). `cuda` is accepted and
+/// ignored until the prover has a CUDA backend; unknown names are ignored (the configuration
+/// crate rejects them when it loads the file).
+pub fn pick_backend<S: AsRef<str>>(allowed: &[S], probed: &[ProbedBackend]) -> ProverBackend {
+    let is_allowed = |name: &str| allowed.iter().any(|a| a.as_ref().trim() == name);
+    // Preference order, most preferred first.
+    let order: &[ProverBackend] = &[
+        #[cfg(feature = "wgpu")]
+        ProverBackend::Wgpu,
+        ProverBackend::Cpu,
+    ];
+    order
+        .iter()
+        .copied()
+        .find(|b| is_allowed(b.name()) && probed.iter().any(|p| p.backend == *b))
+        .unwrap_or(ProverBackend::Cpu)
+}
+
+/// The process's wgpu kernels backend: opened on first use (the best adapter with
+/// `SHADER_INT64`, see `kernels::WgpuBackend::new`) and shared by every later proof, since
+/// opening a device and compiling its shaders costs far more than a small proof. A failed
+/// open is not cached: the next call tries again.
+#[cfg(feature = "wgpu")]
+pub fn shared_wgpu() -> Result<std::sync::Arc<kernels::WgpuBackend>, Error> {
+    use std::sync::{Arc, Mutex};
+    static SHARED: Mutex<Option<Arc<kernels::WgpuBackend>>> = Mutex::new(None);
+    let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(b) = slot.as_ref() {
+        return Ok(Arc::clone(b));
+    }
+    let b = Arc::new(kernels::WgpuBackend::new()?);
+    *slot = Some(Arc::clone(&b));
+    Ok(b)
 }
 
 /// Proves `request` with the default backend ([`ProverBackend::Cpu`], the accelerated CPU
@@ -203,6 +300,34 @@ pub fn prove_on(
         (ProverBackend::Cpu, HashId::Rp64_256) => {
             prove_with(request, options, AccelComponents::<_, Rp64_256>::cpu()?)
         }
+        #[cfg(feature = "wgpu")]
+        (ProverBackend::Wgpu, _) => match shared_wgpu() {
+            Ok(gpu) => prove_on_wgpu(request, options, hash, gpu),
+            Err(e) => {
+                // No device to start with: the whole proof runs on the CPU kernels.
+                crate::accel::count_cpu_fallback("opening the wgpu device", &e.to_string());
+                prove_on(request, options, hash, ProverBackend::Cpu)
+            }
+        },
+    }
+}
+
+/// Proves `request` on a given wgpu kernels backend with the hash `hash` (failing steps are
+/// redone on the CPU kernels; the proof bytes equal those of [`prove_stock`]).
+#[cfg(feature = "wgpu")]
+pub fn prove_on_wgpu(
+    request: &ProveRequest,
+    options: OptionsChoice,
+    hash: HashId,
+    gpu: std::sync::Arc<kernels::WgpuBackend>,
+) -> Result<ProofEnvelope, Error> {
+    match hash {
+        HashId::Blake3_256 => prove_with(
+            request,
+            options,
+            AccelComponents::<_, Blake3_256<BaseElement>>::new(gpu),
+        ),
+        HashId::Rp64_256 => prove_with(request, options, AccelComponents::<_, Rp64_256>::new(gpu)),
     }
 }
 
@@ -338,4 +463,53 @@ where
 /// The winterfell options of a choice (validated).
 pub fn winterfell_options(options: OptionsChoice) -> Result<ProofOptions, Error> {
     options.params().to_winterfell()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probed(backends: &[ProverBackend]) -> Vec<ProbedBackend> {
+        let info = CpuBackend::with_isa(Isa::Scalar)
+            .expect("scalar always builds")
+            .info();
+        backends
+            .iter()
+            .map(|&backend| ProbedBackend {
+                backend,
+                info: info.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pick_prefers_the_best_allowed_and_present_backend() {
+        let cpu_only = probed(&[ProverBackend::Cpu]);
+        assert_eq!(
+            pick_backend(&["cpu", "wgpu", "cuda"], &cpu_only),
+            ProverBackend::Cpu
+        );
+        assert_eq!(pick_backend::<&str>(&[], &cpu_only), ProverBackend::Cpu);
+        assert_eq!(pick_backend(&["cuda"], &[]), ProverBackend::Cpu);
+        #[cfg(feature = "wgpu")]
+        {
+            let both = probed(&[ProverBackend::Cpu, ProverBackend::Wgpu]);
+            assert_eq!(
+                pick_backend(&["cpu", "wgpu", "cuda"], &both),
+                ProverBackend::Wgpu
+            );
+            assert_eq!(pick_backend(&[" wgpu ", "cpu"], &both), ProverBackend::Wgpu);
+            assert_eq!(pick_backend(&["cpu", "cuda"], &both), ProverBackend::Cpu);
+            assert_eq!(pick_backend(&["cpu", "opencl"], &both), ProverBackend::Cpu);
+        }
+    }
+
+    #[test]
+    fn probe_always_lists_the_cpu_first() {
+        let found = probe();
+        assert_eq!(found.first().map(|p| p.backend), Some(ProverBackend::Cpu));
+        assert!(found[0].info.capabilities.merkle_blake3);
+        assert_eq!(ProverBackend::default(), ProverBackend::Cpu);
+        assert_eq!(ProverBackend::Cpu.to_string(), "cpu");
+    }
 }

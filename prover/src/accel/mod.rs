@@ -6,7 +6,8 @@
 //! `DefaultConstraintEvaluator` evaluates the constraints and the vector commitment stays
 //! winter-crypto's `MerkleTree<H>`. The proof bytes are identical to those of
 //! [`crate::prover::DefaultComponents`] (tests in `tests/accel.rs` check it for both AIRs,
-//! both hashes and both presets), because every step reproduces winter-prover 0.13.1's
+//! both hashes and both presets on the CPU kernels, `tests/accel_wgpu.rs` on the wgpu kernels),
+//! because every step reproduces winter-prover 0.13.1's
 //! `DefaultTraceLde` / `DefaultConstraintCommitment` exactly:
 //!
 //! * trace polynomials: inverse NTT of each trace column on the backend
@@ -30,16 +31,23 @@
 //! backend.
 //!
 //! Backend failures inside these factories cannot be reported through winterfell's
-//! infallible interfaces; their inputs are shapes winterfell has already validated (power-of-two
-//! columns within the field's two-adicity), so a failure is a broken invariant and panics with
-//! a message naming it.
+//! infallible interfaces. A step whose backend call fails (a lost GPU, a device error, out of
+//! device memory, even a panic inside a driver) is redone on the CPU backend, which is
+//! bit-exact with every other backend, so the proof bytes do not change; every such redo is
+//! counted in [`cpu_fallbacks_total`] (the appliance exports it as
+//! `epa_backend_cpu_fallbacks_total`) and its reason is kept in [`last_cpu_fallback`]. The
+//! inputs are shapes winterfell has already validated (power-of-two columns within the field's
+//! two-adicity), so a failure of the CPU redo itself is a broken invariant and panics with a
+//! message naming it.
 
 pub mod cuda;
 
 use core::marker::PhantomData;
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use kernels::{Backend, ColumnMatrix, CpuBackend, RowMatrix};
+use kernels::{Backend, ColumnMatrix, CpuBackend, Isa, RowMatrix};
 use winter_crypto::hashers::{Blake3_256, Rp64_256};
 use winter_crypto::{ElementHasher, Hasher, MerkleTree, VectorCommitment};
 use winter_math::FieldElement;
@@ -60,6 +68,68 @@ use crate::registry::NamedHash;
 /// The invariant behind every backend call of this module.
 const SHAPE_INVARIANT: &str = "winterfell hands the prover power-of-two columns within the \
     field's two-adicity, which every backend accepts";
+
+/// Steps of the accelerated prover redone on the CPU backend after their backend failed, in
+/// this process.
+static CPU_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+/// Why the latest CPU fallback happened.
+static LAST_FALLBACK: Mutex<Option<String>> = Mutex::new(None);
+
+/// How many prover steps (a trace LDE and commitment, an auxiliary segment, a constraint
+/// commitment) this process has redone on the CPU backend because their backend returned an
+/// error or panicked; monotonic, for the `epa_backend_cpu_fallbacks_total` metric.
+pub fn cpu_fallbacks_total() -> u64 {
+    CPU_FALLBACKS.load(Ordering::Relaxed)
+}
+
+/// The step and the backend error of the latest CPU fallback in this process, if any (for
+/// `/status` and logs).
+pub fn last_cpu_fallback() -> Option<String> {
+    LAST_FALLBACK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// The CPU backend the failed steps are redone on: the widest instruction set of this CPU
+/// (never `EPA_SIMD`, which may name something invalid; every ISA is bit-exact).
+fn fallback_cpu() -> &'static CpuBackend {
+    static CPU: OnceLock<CpuBackend> = OnceLock::new();
+    CPU.get_or_init(|| {
+        CpuBackend::with_isa(Isa::best())
+            .expect("Isa::best() names an instruction set this CPU has, so the backend builds")
+    })
+}
+
+/// Runs a step on the backend; on an error (or a panic) counts a fallback and redoes it on
+/// the CPU backend.
+fn with_cpu_fallback<T>(
+    step: &str,
+    on_backend: impl FnOnce() -> Result<T, Error>,
+    on_cpu: impl FnOnce(&CpuBackend) -> Result<T, Error>,
+) -> T {
+    let reason = match catch_unwind(AssertUnwindSafe(on_backend)) {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            format!("the backend panicked: {msg}")
+        }
+    };
+    count_cpu_fallback(step, &reason);
+    on_cpu(fallback_cpu()).expect(SHAPE_INVARIANT)
+}
+
+/// Counts one step moved to the CPU backend and records why.
+pub(crate) fn count_cpu_fallback(step: &str, reason: &str) {
+    CPU_FALLBACKS.fetch_add(1, Ordering::Relaxed);
+    *LAST_FALLBACK.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{step}: {reason}"));
+}
 
 /// A commitment hash that a backend can commit rows with.
 pub trait AccelHash: NamedHash + Sized {
@@ -82,10 +152,7 @@ impl AccelHash for Rp64_256 {
 }
 
 impl AccelHash for Blake3_256<BaseElement> {
-    // The backend's BLAKE3 row commitment gave proofs different from stock winterfell on a
-    // small (64-row trace) rescue chain: until that is resolved in the kernels, BLAKE3 rows are
-    // hashed on the host (the LDE still runs on the backend).
-    const ROWS_ON_BACKEND: bool = false;
+    const ROWS_ON_BACKEND: bool = true;
 
     fn commit_rows<B: Backend>(backend: &B, rows: &B::Rows) -> Result<MerkleTree<Self>, Error> {
         let tree = backend.commit_rows_blake3(rows)?;
@@ -104,6 +171,14 @@ pub trait HostRows: Backend {
 impl HostRows for CpuBackend {
     fn take_host_rows(&self, rows: RowMatrix) -> Result<RowMatrix, Error> {
         Ok(rows)
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl HostRows for kernels::WgpuBackend {
+    /// Downloads the rows (one copy back; the device buffer is freed when `rows` drops).
+    fn take_host_rows(&self, rows: Self::Rows) -> Result<RowMatrix, Error> {
+        Ok(self.download_rows(&rows)?)
     }
 }
 
@@ -173,13 +248,20 @@ where
         domain: &StarkDomain<BaseElement>,
         partition_options: PartitionOptions,
     ) -> (Self::TraceLde<E>, TracePolyTable<E>) {
-        let (lde, tree, polys) = extend_and_commit::<BaseElement, B, H>(
-            &self.backend,
-            main_trace,
-            domain,
-            partition_options,
-        )
-        .expect(SHAPE_INVARIANT);
+        let (lde, tree, polys) = with_cpu_fallback(
+            "main trace LDE and commitment",
+            || {
+                extend_and_commit::<BaseElement, B, H>(
+                    &self.backend,
+                    main_trace,
+                    domain,
+                    partition_options,
+                )
+            },
+            |cpu| {
+                extend_and_commit::<BaseElement, _, H>(cpu, main_trace, domain, partition_options)
+            },
+        );
         let trace_lde = AccelTraceLde {
             backend: Arc::clone(&self.backend),
             main_lde: lde,
@@ -219,20 +301,25 @@ where
             domain,
             num_constraint_composition_columns,
         );
-        let coefficients = to_base_columns(composition_poly.data()).expect(SHAPE_INVARIANT);
-        let num_base_cols = coefficients.num_cols();
-        let device = self
-            .backend
-            .upload_columns(coefficients)
-            .expect(SHAPE_INVARIANT);
-        let (evaluations, tree) = lde_and_commit::<E, B, H>(
-            &self.backend,
-            &device,
-            num_base_cols,
-            domain,
-            partition_options,
-        )
-        .expect(SHAPE_INVARIANT);
+        let (evaluations, tree) = with_cpu_fallback(
+            "constraint commitment",
+            || {
+                commit_composition::<E, B, H>(
+                    &self.backend,
+                    composition_poly.data(),
+                    domain,
+                    partition_options,
+                )
+            },
+            |cpu| {
+                commit_composition::<E, _, H>(
+                    cpu,
+                    composition_poly.data(),
+                    domain,
+                    partition_options,
+                )
+            },
+        );
         (
             AccelConstraintCommitment {
                 evaluations,
@@ -275,9 +362,12 @@ where
         aux_trace: &ColMatrix<E>,
         domain: &StarkDomain<BaseElement>,
     ) -> (ColMatrix<E>, H::Digest) {
-        let (lde, tree, polys) =
-            extend_and_commit::<E, B, H>(&self.backend, aux_trace, domain, self.partition_options)
-                .expect(SHAPE_INVARIANT);
+        let partition_options = self.partition_options;
+        let (lde, tree, polys) = with_cpu_fallback(
+            "auxiliary trace LDE and commitment",
+            || extend_and_commit::<E, B, H>(&self.backend, aux_trace, domain, partition_options),
+            |cpu| extend_and_commit::<E, _, H>(cpu, aux_trace, domain, partition_options),
+        );
         // the same checks (and panics) as winterfell's `DefaultTraceLde`
         assert!(
             usize::from(self.aux.is_some()) < self.trace_info.num_aux_segments(),
@@ -451,6 +541,24 @@ where
     let (lde, tree) =
         lde_and_commit::<E, B, H>(backend, &device, num_base_cols, domain, partition_options)?;
     Ok((lde, tree, polys))
+}
+
+/// LDE and commitment of the composition polynomial's columns (coefficients over `E`).
+fn commit_composition<E, B, H>(
+    backend: &B,
+    columns: &ColMatrix<E>,
+    domain: &StarkDomain<BaseElement>,
+    partition_options: PartitionOptions,
+) -> Result<(RowMatrix, MerkleTree<H>), Error>
+where
+    E: FieldElement<BaseField = BaseElement>,
+    B: HostRows,
+    H: AccelHash,
+{
+    let coefficients = to_base_columns(columns)?;
+    let num_base_cols = coefficients.num_cols();
+    let device = backend.upload_columns(coefficients)?;
+    lde_and_commit::<E, B, H>(backend, &device, num_base_cols, domain, partition_options)
 }
 
 /// Coset LDE of `coefficients` over the LDE domain and the commitment to its rows.
