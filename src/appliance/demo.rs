@@ -137,8 +137,13 @@ pub async fn run_demo(
     let identity = mldsa65::KeyPair::generate(&mut rng)?;
     let agg_pair = mldsa65::KeyPair::generate(&mut rng)?;
     let shard_pair = mlkem768::KeyPair::generate(&mut rng)?;
+    let validator_pair = mldsa65::KeyPair::generate(&mut rng)?;
     let shard = 0u32;
-    let server = ServerConfig::default();
+    // As `epa run` by default: every connection authenticates with a tenant key.
+    let server = ServerConfig {
+        require_authentication: true,
+        ..ServerConfig::default()
+    };
     let settings = Settings {
         data_dir: data_dir.path().to_path_buf(),
         quic_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -146,11 +151,18 @@ pub async fn run_demo(
         workers: opts.workers.max(1),
         identity,
         tls: Identity::generate()?,
-        aggregators: vec![Aggregator {
-            tenant: "aggregator-0".into(),
-            key: agg_pair.verifying_key.clone(),
-            shards: [shard].into(),
-        }],
+        aggregators: vec![
+            Aggregator {
+                tenant: "aggregator-0".into(),
+                key: agg_pair.verifying_key.clone(),
+                shards: [shard].into(),
+            },
+            Aggregator {
+                tenant: "validator-0".into(),
+                key: validator_pair.verifying_key.clone(),
+                shards: Default::default(),
+            },
+        ],
         shard_keys: [(shard, shard_pair.decapsulation_key.clone())].into(),
         depth: opts.depth,
         preset: opts.preset,
@@ -168,6 +180,7 @@ pub async fn run_demo(
         opts,
         &appliance,
         agg_pair,
+        &validator_pair,
         shard_pair.encapsulation_key,
         &mut progress,
     )
@@ -192,6 +205,7 @@ async fn drive(
     opts: &DemoOptions,
     appliance: &Appliance,
     agg_pair: mldsa65::KeyPair,
+    validator_pair: &mldsa65::KeyPair,
     shard_key: mlkem768::EncapsulationKey,
     progress: &mut impl FnMut(&DemoEvent),
 ) -> Result<Outcome, Error> {
@@ -202,15 +216,26 @@ async fn drive(
         ..ClientConfig::default()
     };
     let limits = config.limits;
-    let validator = Client::connect(appliance.quic_addr(), appliance.fingerprint(), config).await?;
+    let (validator, _) = Client::connect_authenticated(
+        appliance.quic_addr(),
+        appliance.fingerprint(),
+        config,
+        validator_pair,
+    )
+    .await?;
     let mut sub = validator
         .subscribe(SubscribeRequest {
             shards: vec![shard],
             from_height: 1,
         })
         .await?;
-    let aggregator =
-        Client::connect(appliance.quic_addr(), appliance.fingerprint(), config).await?;
+    let (aggregator, _) = Client::connect_authenticated(
+        appliance.quic_addr(),
+        appliance.fingerprint(),
+        config,
+        &agg_pair,
+    )
+    .await?;
     let mut agg = SimAggregator::new(
         agg_pair,
         shard,

@@ -163,6 +163,7 @@ impl Settings {
             limits,
             max_concurrent_streams: cfg.limits.max_streams_per_connection,
             max_connections_per_ip: cfg.limits.max_connections_per_peer as usize,
+            require_authentication: cfg.quic.require_authentication,
             ..ServerConfig::default()
         };
         Ok(Self {
@@ -195,6 +196,11 @@ pub struct Metrics {
     pub txs_valid: AtomicU64,
     /// Transactions skipped, by [`Invalid`] code (index = code - 1).
     pub txs_invalid: [AtomicU64; 8],
+    /// Resubmissions of an accepted batch, answered with its job id (no second job).
+    pub batches_duplicate: AtomicU64,
+    /// The QUIC server's counters (limits, authentication), exported as `epa_quic_*`; set
+    /// once the server is bound.
+    pub quic: std::sync::OnceLock<Arc<node_lite::server::ServerStats>>,
 }
 
 impl Metrics {
@@ -490,6 +496,12 @@ impl StatusProvider for ApplianceStatus {
                 load(&m.batches_accepted),
             ),
             Metric::single(
+                "epa_batches_duplicate_total",
+                "Resubmissions of an accepted batch answered with its job id.",
+                MetricKind::Counter,
+                load(&m.batches_duplicate),
+            ),
+            Metric::single(
                 "epa_txs_applied_total",
                 "Transactions applied.",
                 MetricKind::Counter,
@@ -526,6 +538,9 @@ impl StatusProvider for ApplianceStatus {
                 self.started.elapsed().as_secs_f64(),
             ),
         ];
+        if let Some(quic) = m.quic.get() {
+            out.extend(quic.metrics());
+        }
         out.push(Metric {
             name: "epa_batches_rejected_total".into(),
             help: "Batch submissions rejected, by code.".into(),
@@ -742,6 +757,7 @@ impl Appliance {
             settings.server,
             Arc::clone(&service),
         )?;
+        let _ = metrics.quic.set(server.stats_handle());
         let http = match settings.http_listen {
             Some(addr) => {
                 let provider = Arc::new(ApplianceStatus {
