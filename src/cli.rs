@@ -19,7 +19,9 @@
 //!   their anchors (winter-math, Plonky3 `p3-dft`, winter-crypto, stock winterfell) side by
 //!   side and prints a table (see the `epa-benches` crate).
 //! * `epa submit ...` signs and sends batches of random transactions to a running appliance;
-//!   `epa subscribe ...` prints its verified commitments.
+//!   `epa subscribe ...` prints its verified commitments. Both authenticate the connection with
+//!   an ML-DSA-65 tenant key (`submit --key`, the aggregator's; `subscribe --key`, a
+//!   validator's), as `epa run` requires by default (`quic.require_authentication`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -204,7 +206,8 @@ struct Remote {
 struct SubmitArgs {
     #[command(flatten)]
     remote: Remote,
-    /// The aggregator's ML-DSA-65 secret key file (`*.mldsa65.sk`).
+    /// The aggregator's ML-DSA-65 secret key file (`*.mldsa65.sk`): signs the batches and
+    /// authenticates the connection.
     #[arg(long)]
     key: PathBuf,
     /// The shard's ML-KEM-768 encapsulation key file (`*.mlkem768.ek`).
@@ -240,6 +243,10 @@ struct SubscribeArgs {
     /// The appliance's ML-DSA-65 public key file.
     #[arg(long)]
     appliance_key: PathBuf,
+    /// A tenant's ML-DSA-65 secret key file (`*.mldsa65.sk`) that authenticates the
+    /// connection; required unless the appliance runs with `quic.require_authentication = false`.
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// Shards (default: every shard the appliance serves).
     #[arg(long)]
     shard: Vec<u32>,
@@ -580,9 +587,20 @@ fn keys_generate(out: &std::path::Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn connect(remote: &Remote) -> Result<node_lite::client::Client> {
+/// Connects to the appliance and, with a key, authenticates the connection as its tenant.
+async fn connect(
+    remote: &Remote,
+    key: Option<&crypto::dsa::mldsa65::KeyPair>,
+) -> Result<node_lite::client::Client> {
     let fp = node_lite::tls::Fingerprint::from_hex(&remote.fingerprint)?;
-    Ok(node_lite::client::Client::connect(remote.addr, fp, Default::default()).await?)
+    let client = node_lite::client::Client::connect(remote.addr, fp, Default::default()).await?;
+    if let Some(key) = key {
+        client
+            .authenticate(key)
+            .await
+            .context("authenticating with the tenant key (is it under [[tenants]]?)")?;
+    }
+    Ok(client)
 }
 
 fn print_commitment(c: &node_lite::wire::Commitment, v: &VerifiedStatement) {
@@ -606,7 +624,7 @@ fn submit(args: &SubmitArgs) -> Result<()> {
     let ek = keys::load_kem_public(&args.shard_key)?;
     let appliance_key = keys::load_dsa_public(&args.appliance_key)?;
     runtime()?.block_on(async {
-        let client = connect(&args.remote).await?;
+        let client = connect(&args.remote, Some(&pair)).await?;
         let limits = node_lite::wire::Limits::default();
         let mut agg = SimAggregator::new(pair, args.shard, args.depth, ek, 64, args.seed, limits)?;
         // The shard's current root: its latest commitment, or the empty tree's root.
@@ -666,11 +684,15 @@ fn submit(args: &SubmitArgs) -> Result<()> {
 fn subscribe(args: &SubscribeArgs) -> Result<()> {
     use crate::appliance::client::verify_commitment;
     let appliance_key = crate::appliance::keys::load_dsa_public(&args.appliance_key)?;
+    let key = match &args.key {
+        Some(path) => Some(crate::appliance::keys::load_dsa_seed(path)?),
+        None => None,
+    };
     let mut shards = args.shard.clone();
     shards.sort_unstable();
     shards.dedup();
     runtime()?.block_on(async {
-        let client = connect(&args.remote).await?;
+        let client = connect(&args.remote, key.as_ref()).await?;
         let mut sub = client
             .subscribe(node_lite::wire::SubscribeRequest {
                 shards,

@@ -5,7 +5,9 @@ mod appliance_support;
 
 use std::time::Duration;
 
-use appliance_support::{DEPTH, Keys, SHARD, client, collect_verified, fresh_seed};
+use appliance_support::{
+    DEPTH, Keys, SHARD, client, collect_verified, fresh_seed, http_get, metric, quick, validator,
+};
 use epa::appliance::Appliance;
 use epa::appliance::codec::witnesses_to_bytes;
 use epa::appliance::tx::Tx;
@@ -30,7 +32,7 @@ async fn batches_are_proved_published_and_verified_over_quic() {
     let app = Appliance::start(keys.settings(dir.path()))
         .await
         .expect("the appliance starts");
-    let aggregator_conn = client(&app).await;
+    let aggregator_conn = client(&app, &keys).await;
     let mut agg = keys.aggregator(seed);
     let mut prepared = Vec::new();
     for i in 0..3 {
@@ -64,7 +66,7 @@ async fn batches_are_proved_published_and_verified_over_quic() {
             .expect("a valid batch is accepted");
         prepared.push((id, p));
     }
-    let validator = client(&app).await;
+    let validator = validator(&app, &keys).await;
     let commitments = collect_verified(&validator, app.appliance_key(), 3).await;
     for (i, (c, (_, p))) in commitments.iter().zip(&prepared).enumerate() {
         assert_eq!(c.shard, SHARD);
@@ -112,19 +114,6 @@ async fn batches_are_proved_published_and_verified_over_quic() {
     app.shutdown().await;
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("HTTP connects");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("request sent");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("response read");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_batches_get_typed_rejections_before_any_work() {
     let seed = fresh_seed();
@@ -133,7 +122,7 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
     let app = Appliance::start(keys.settings(dir.path()))
         .await
         .expect("the appliance starts");
-    let conn = client(&app).await;
+    let conn = client(&app, &keys).await;
     let limits = Limits::default();
     let mut agg = keys.aggregator(seed);
 
@@ -237,12 +226,29 @@ async fn bad_batches_get_typed_rejections_before_any_work() {
         0
     );
 
-    // The appliance still serves: the good batch is accepted, and its replay is refused.
-    agg.submit(&conn, &good, Duration::from_secs(30))
+    // The appliance still serves: the good batch is accepted; sent again it gets the same
+    // id (no second job), while another batch at its sequence number is refused.
+    let id = agg
+        .submit(&conn, &good, Duration::from_secs(30))
         .await
         .expect("the valid batch is accepted");
     assert_eq!(
-        rejected(conn.submit_batch(&good.batch).await),
+        conn.submit_batch(&good.batch).await.expect("idempotent"),
+        id
+    );
+    let other_txs = Batch::sign(
+        SHARD,
+        1,
+        good.batch.prev_root,
+        vec![vec![7u8; 40]],
+        &keys.aggregator.signing_key,
+        &keys.aggregator.verifying_key,
+        &[0; 32],
+        &limits,
+    )
+    .expect("signing");
+    assert_eq!(
+        rejected(conn.submit_batch(&other_txs).await),
         RejectCode::Replay
     );
     let c = collect_verified(&conn, app.appliance_key(), 1).await;
@@ -264,7 +270,7 @@ async fn proving_jobs_are_proved_and_fetched() {
     let app = Appliance::start(keys.settings(dir.path()))
         .await
         .expect("the appliance starts");
-    let conn = client(&app).await;
+    let conn = client(&app, &keys).await;
     let mut workload = prover::workload::SmtWorkload::new(DEPTH, seed).expect("depth 8");
     let witnesses = workload.next_batch(3).expect("a batch");
     let pi = SmtUpdatePublicInputs::from_witnesses(DEPTH, &witnesses).expect("statement");
@@ -314,7 +320,7 @@ async fn a_restart_publishes_every_acknowledged_batch_exactly_once() {
         let app = Appliance::start(keys.settings(dir.path()))
             .await
             .expect("the appliance starts");
-        let conn = client(&app).await;
+        let conn = client(&app, &keys).await;
         for _ in 0..4 {
             let txs = agg.random_txs(2).expect("mirror reads");
             let p = agg.prepare(&txs, Vec::new()).expect("signing");
@@ -330,7 +336,7 @@ async fn a_restart_publishes_every_acknowledged_batch_exactly_once() {
     let app = Appliance::start(keys.settings(dir.path()))
         .await
         .expect("the appliance restarts on the same data dir");
-    let conn = client(&app).await;
+    let conn = client(&app, &keys).await;
     let got = collect_verified(&conn, app.appliance_key(), 4).await;
     let heights: Vec<u64> = got.iter().map(|c| c.height).collect();
     assert_eq!(heights, vec![1, 2, 3, 4]);
@@ -361,7 +367,7 @@ async fn acceptance_records_lost_in_a_crash_are_rebuilt_from_the_journal() {
         let app = Appliance::start(keys.settings(dir.path()))
             .await
             .expect("the appliance starts");
-        let conn = client(&app).await;
+        let conn = client(&app, &keys).await;
         agg.submit(&conn, &p, Duration::from_secs(30))
             .await
             .expect("accepted");
@@ -382,12 +388,177 @@ async fn acceptance_records_lost_in_a_crash_are_rebuilt_from_the_journal() {
         .await
         .expect("the appliance restarts");
     assert_eq!(app.recovered(), 1);
-    let conn = client(&app).await;
+    let conn = client(&app, &keys).await;
+    // The rebuilt records know the batch: resent, it gets its job id again, no second job.
+    let id = node_lite::wire::JobId(1);
+    assert_eq!(conn.submit_batch(&p.batch).await.expect("idempotent"), id);
     assert_eq!(
-        rejected(conn.submit_batch(&p.batch).await),
-        RejectCode::Replay
+        conn.job_status(node_lite::wire::JobId(2))
+            .await
+            .expect("answers"),
+        None
     );
     let got = collect_verified(&conn, app.appliance_key(), 1).await;
     assert_eq!(got[0].batch_hash, p.batch_hash);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubmitted_batch_gets_its_id_again_and_no_second_job() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let seed = fresh_seed();
+    let keys = Keys::new(seed);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut agg = keys.aggregator(seed);
+    let mut sent = Vec::new();
+    {
+        let app = Appliance::start(keys.settings(dir.path()))
+            .await
+            .expect("the appliance starts");
+        let conn = client(&app, &keys).await;
+        for _ in 0..2 {
+            let txs = agg.random_txs(2).expect("mirror reads");
+            let p = agg.prepare(&txs, Vec::new()).expect("signing");
+            let id = agg
+                .submit(&conn, &p, Duration::from_secs(30))
+                .await
+                .expect("accepted");
+            sent.push((id, p));
+        }
+        // Sent again (an aggregator that lost the answer): the same id each time, even for
+        // resubmissions racing each other.
+        let conn = Arc::new(conn);
+        let mut racing = Vec::new();
+        for i in 0..4 {
+            let conn = Arc::clone(&conn);
+            let batch = sent[i % 2].1.batch.clone();
+            racing.push(tokio::spawn(async move { conn.submit_batch(&batch).await }));
+        }
+        for (i, r) in racing.into_iter().enumerate() {
+            let id = r.await.expect("task").expect("idempotent");
+            assert_eq!(id, sent[i % 2].0);
+        }
+        assert_eq!(app.metrics().batches_duplicate.load(Ordering::Relaxed), 4);
+        assert_eq!(app.metrics().batches_accepted.load(Ordering::Relaxed), 2);
+        let text = http_get(app.http_addr().expect("HTTP is served"), "/metrics").await;
+        assert_eq!(metric(&text, "epa_batches_duplicate_total"), 4.0);
+        assert_eq!(metric(&text, "epa_batches_accepted_total"), 2.0);
+        app.shutdown().await;
+    }
+    // The records are in the store: after a restart the answer is the same.
+    let app = Appliance::start(keys.settings(dir.path()))
+        .await
+        .expect("the appliance restarts");
+    let conn = client(&app, &keys).await;
+    for (id, p) in &sent {
+        assert_eq!(conn.submit_batch(&p.batch).await.expect("idempotent"), *id);
+    }
+    // Another batch at a used sequence number (same prev_root, other transactions) is refused.
+    let other = Batch::sign(
+        SHARD,
+        2,
+        sent[1].1.batch.prev_root,
+        vec![vec![9u8; 50]],
+        &keys.aggregator.signing_key,
+        &keys.aggregator.verifying_key,
+        &rand::random(),
+        &Limits::default(),
+    )
+    .expect("signing");
+    match conn.submit_batch(&other).await {
+        Err(node_lite::Error::Rejected { code, message }) => {
+            assert_eq!(code, RejectCode::Replay);
+            assert!(message.contains("taken by another batch"), "{message}");
+        }
+        r => panic!("expected Replay, got {r:?}"),
+    }
+    // Each batch was journaled and published once: the next job is number 3.
+    let got = collect_verified(&conn, app.appliance_key(), 2).await;
+    let hashes: Vec<_> = sent.iter().map(|(_, p)| p.batch_hash).collect();
+    assert_eq!(got.iter().map(|c| c.batch_hash).collect::<Vec<_>>(), hashes);
+    let txs = agg.random_txs(2).expect("mirror reads");
+    let p = agg.prepare(&txs, Vec::new()).expect("signing");
+    let id = agg
+        .submit(&conn, &p, Duration::from_secs(30))
+        .await
+        .expect("the next batch is accepted");
+    assert_eq!(id, node_lite::wire::JobId(3));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_connection_can_only_authenticate() {
+    use node_lite::client::Client;
+    use node_lite::wire::{JobId, SubscribeRequest};
+    let seed = fresh_seed();
+    let keys = Keys::new(seed);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let app = Appliance::start(keys.settings(dir.path()))
+        .await
+        .expect("the appliance starts");
+    let anon = Client::connect(app.quic_addr(), app.fingerprint(), quick())
+        .await
+        .expect("the handshake itself needs no key");
+    let mut agg = keys.aggregator(seed);
+    let txs = agg.random_txs(2).expect("mirror reads");
+    let p = agg.prepare(&txs, Vec::new()).expect("signing");
+    // Every request is refused with a typed error, even a validly signed batch.
+    let unauthorized = |r: Result<_, node_lite::Error>| match r {
+        Err(node_lite::Error::Rejected { code, message }) => {
+            assert_eq!(code, RejectCode::Unauthorized, "{message}");
+            assert!(message.contains("Authenticate"), "{message}");
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    };
+    unauthorized(anon.submit_batch(&p.batch).await.map(|_| ()));
+    unauthorized(anon.job_status(JobId(1)).await.map(|_| ()));
+    unauthorized(anon.fetch_proof(JobId(1)).await.map(|_| ()));
+    unauthorized(
+        anon.subscribe(SubscribeRequest {
+            shards: vec![SHARD],
+            from_height: 1,
+        })
+        .await
+        .map(|_| ()),
+    );
+    // A large frame is refused from its header: an anonymous peer cannot make the appliance
+    // buffer it.
+    let mut big = (64u32 * 1024).to_le_bytes().to_vec();
+    big.extend_from_slice(&[1, 0, 1, 0]);
+    big.extend(std::iter::repeat_n(0u8, 64 * 1024 - 4));
+    match anon.request_raw(&big, "big").await {
+        Ok(Response::Rejected(r)) => assert_eq!(r.code, RejectCode::Unauthorized),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    // A key that is not a tenant cannot authenticate.
+    let stranger = Keys::new(seed ^ 7);
+    match anon.authenticate(&stranger.aggregator).await {
+        Err(node_lite::Error::Rejected { code, .. }) => assert_eq!(code, RejectCode::UnknownKey),
+        other => panic!("expected UnknownKey, got {other:?}"),
+    }
+    // Nothing was journaled; each refusal is counted in /metrics.
+    let snap = app.snapshot();
+    assert_eq!(snap.done + snap.queued as u64 + snap.running as u64, 0);
+    let http = app.http_addr().expect("HTTP is served");
+    let text = http_get(http, "/metrics").await;
+    assert_eq!(metric(&text, "epa_quic_unauthorized_total"), 5.0);
+    assert_eq!(metric(&text, "epa_quic_auth_failures_total"), 1.0);
+    assert_eq!(metric(&text, "epa_quic_authenticated_total"), 0.0);
+    assert_eq!(metric(&text, "epa_quic_requests_total"), 0.0);
+    // With a tenant key the same connection is served.
+    assert_eq!(
+        anon.authenticate(&keys.aggregator)
+            .await
+            .expect("a tenant key"),
+        "aggregator-a"
+    );
+    let id = agg
+        .submit(&anon, &p, Duration::from_secs(30))
+        .await
+        .expect("accepted once authenticated");
+    assert!(anon.job_status(id).await.expect("answers").is_some());
+    let text = http_get(http, "/metrics").await;
+    assert_eq!(metric(&text, "epa_quic_authenticated_total"), 1.0);
     app.shutdown().await;
 }

@@ -1,159 +1,58 @@
 //! `epa run` as a child process: killed with SIGKILL mid-run and restarted on the same data
-//! dir, it publishes every acknowledged batch exactly once and keeps its identity.
+//! dir, it publishes every acknowledged batch exactly once, keeps its identity and answers a
+//! resubmitted batch with its job id; `epa submit` and `epa subscribe` authenticate with their
+//! key files.
 
 mod appliance_support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use appliance_support::{DEPTH, SHARD, collect_verified, fresh_seed};
-use epa::appliance::client::SimAggregator;
+use appliance_support::{DEPTH, SHARD, collect_verified, fresh_seed, start, write_config};
 use epa::appliance::keys;
-use node_lite::client::{Client, ClientConfig};
-use node_lite::tls::Fingerprint;
-use node_lite::wire::Limits;
-
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: Fingerprint,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-/// Starts `epa run` and waits for its "ready" line, reading the address and fingerprint.
-fn start(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_epa"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the epa binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut addr, mut fingerprint) = (None, None);
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("`epa run` prints its ready line within 60 s");
-        if let Some(a) = line.strip_prefix("epa: QUIC listening on ") {
-            addr = Some(a.parse().expect("a socket address"));
-        }
-        if let Some(f) = line.strip_prefix("epa: certificate fingerprint ") {
-            fingerprint = Some(Fingerprint::from_hex(f).expect("hex fingerprint"));
-        }
-        if line == "epa: ready" {
-            break;
-        }
-    }
-    Running {
-        child,
-        addr: addr.expect("the address was printed"),
-        fingerprint: fingerprint.expect("the fingerprint was printed"),
-        lines: rx,
-    }
-}
-
-/// Writes a configuration for one shard and one aggregator with tiny proofs.
-fn write_config(
-    dir: &Path,
-    agg_keys: &keys::GeneratedKeys,
-    shard_keys: &keys::GeneratedKeys,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let data_dir = dir.join("data");
-    let config = dir.join("epa.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"version = 1
-[appliance]
-data_dir = "{data}"
-[quic]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[workers]
-threads = 2
-[prover]
-preset = "fast-96"
-hash = "blake3-256"
-smt_depth = {DEPTH}
-[[shards]]
-id = {SHARD}
-kem_key = "{kem}"
-[[tenants]]
-id = "agg"
-public_key = "{pk}"
-shards = [{SHARD}]
-"#,
-            data = data_dir.display(),
-            kem = shard_keys.kem_secret.display(),
-            pk = agg_keys.dsa_public.display(),
-        ),
-    )
-    .expect("config written");
-    (data_dir, config)
-}
-
-async fn connect(r: &Running) -> Client {
-    Client::connect(r.addr, r.fingerprint, ClientConfig::default())
-        .await
-        .expect("loopback connection")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_and_duplicates_nothing() {
     let seed = fresh_seed();
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
-    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
-    let (data_dir, config) = write_config(dir.path(), &agg_keys, &shard_keys);
-    let mut agg = SimAggregator::new(
-        keys::load_dsa_seed(&agg_keys.dsa_secret).expect("seed"),
-        SHARD,
-        DEPTH,
-        keys::load_kem_public(&shard_keys.kem_public).expect("ek"),
-        6,
-        seed,
-        Limits::default(),
-    )
-    .expect("depth 8");
+    let s = write_config("", "");
+    let mut agg = s.aggregator(seed);
 
-    let mut first = start(&config);
-    let conn = connect(&first).await;
-    let mut hashes = Vec::new();
+    let first = start(&s.config);
+    let conn = first.connect_as(&s.agg_pair).await;
+    let mut sent = Vec::new();
     for _ in 0..3 {
         let txs = agg.random_txs(3).expect("mirror reads");
         let p = agg.prepare(&txs, Vec::new()).expect("signing");
-        agg.submit(&conn, &p, Duration::from_secs(30))
+        let id = agg
+            .submit(&conn, &p, Duration::from_secs(30))
             .await
             .expect("accepted");
-        hashes.push(p.batch_hash);
+        sent.push((id, p));
     }
+    let hashes: Vec<_> = sent.iter().map(|(_, p)| p.batch_hash).collect();
+    let first_fingerprint = first.fingerprint;
     // Acknowledged means durable: kill without any chance to drain.
-    first.child.kill().expect("SIGKILL delivered");
-    first.child.wait().expect("the child is reaped");
+    first.kill();
     drop(conn);
 
-    let mut second = start(&config);
+    let second = start(&s.config);
     assert_eq!(
-        second.fingerprint, first.fingerprint,
+        second.fingerprint, first_fingerprint,
         "the pinned certificate survives restarts"
     );
-    let appliance_key =
-        keys::load_dsa_public(&data_dir.join(keys::IDENTITY_PUBLIC_FILE)).expect("identity");
-    let conn = connect(&second).await;
-    let got = collect_verified(&conn, &appliance_key, 3).await;
+    let appliance_key = s.appliance_key();
+    let conn = second.connect_as(&s.agg_pair).await;
+    // An aggregator that never saw the answers resends: each batch gets its id again.
+    for (id, p) in &sent {
+        assert_eq!(
+            conn.submit_batch(&p.batch)
+                .await
+                .expect("a resubmission is answered"),
+            *id
+        );
+    }
+    let validator = second.connect_as(&s.val_pair).await;
+    let got = collect_verified(&validator, &appliance_key, 3).await;
     assert_eq!(
         got.iter().map(|c| c.height).collect::<Vec<_>>(),
         vec![1, 2, 3]
@@ -165,19 +64,15 @@ async fn sigkill_mid_run_loses_and_duplicates_nothing() {
     agg.submit(&conn, &p, Duration::from_secs(30))
         .await
         .expect("the next batch is accepted after the restart");
-    let all = collect_verified(&conn, &appliance_key, 4).await;
+    let all = collect_verified(&validator, &appliance_key, 4).await;
     assert_eq!(all[3].new_root, p.new_root);
-    second.child.kill().expect("SIGKILL delivered");
-    second.child.wait().expect("the child is reaped");
+    second.kill();
 }
 
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
-    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
-    let (_, config) = write_config(dir.path(), &agg_keys, &shard_keys);
-    let mut running = start(&config);
+    let s = write_config("", "");
+    let mut running = start(&s.config);
     let status = Command::new("kill")
         .args(["-TERM", &running.child.id().to_string()])
         .status()
@@ -228,12 +123,9 @@ fn keys_generate_writes_private_key_files() {
 
 #[test]
 fn submit_and_subscribe_talk_to_a_running_appliance() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
-    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
-    let (data_dir, config) = write_config(dir.path(), &agg_keys, &shard_keys);
-    let mut running = start(&config);
-    let identity = data_dir.join(keys::IDENTITY_PUBLIC_FILE);
+    let s = write_config("", "");
+    let running = start(&s.config);
+    let identity = s.data_dir.join(keys::IDENTITY_PUBLIC_FILE);
     let remote = [
         "--addr".to_owned(),
         running.addr.to_string(),
@@ -257,9 +149,9 @@ fn submit_and_subscribe_talk_to_a_running_appliance() {
                 last_seq,
             ])
             .arg("--key")
-            .arg(&agg_keys.dsa_secret)
+            .arg(&s.agg_keys.dsa_secret)
             .arg("--shard-key")
-            .arg(&shard_keys.kem_public)
+            .arg(&s.shard_keys.kem_public)
             .arg("--appliance-key")
             .arg(&identity)
             .output()
@@ -282,14 +174,30 @@ fn submit_and_subscribe_talk_to_a_running_appliance() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("at height 2"), "{text}");
-    let sub = Command::new(env!("CARGO_BIN_EXE_epa"))
-        .arg("subscribe")
-        .args(&remote)
-        .args(["--shard", &SHARD.to_string(), "--count", "4"])
-        .arg("--appliance-key")
-        .arg(&identity)
-        .output()
-        .expect("the epa binary runs");
+    let subscribe = |key: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_epa"));
+        cmd.arg("subscribe")
+            .args(&remote)
+            .args(["--shard", &SHARD.to_string(), "--count", "4"])
+            .arg("--appliance-key")
+            .arg(&identity);
+        if let Some(key) = key {
+            cmd.arg("--key").arg(key);
+        }
+        cmd.output().expect("the epa binary runs")
+    };
+    // Without a key the appliance refuses the subscription with a typed error.
+    let anon = subscribe(None);
+    assert!(!anon.status.success());
+    let err = String::from_utf8_lossy(&anon.stderr).into_owned();
+    assert!(err.contains("Unauthorized"), "{err}");
+    // A key that is not a tenant cannot authenticate.
+    let stranger = keys::generate_keys(&s.dir.path().join("stranger"), "x").expect("keys");
+    let refused = subscribe(Some(&stranger.dsa_secret));
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(err.contains("UnknownKey"), "{err}");
+    let sub = subscribe(Some(&s.val_keys.dsa_secret));
     let text = String::from_utf8_lossy(&sub.stdout).into_owned();
     assert!(
         sub.status.success(),
@@ -300,6 +208,5 @@ fn submit_and_subscribe_talk_to_a_running_appliance() {
         assert!(text.contains(&format!("height {h}:")), "{text}");
     }
     assert_eq!(text.matches("VERIFIED").count(), 4, "{text}");
-    running.child.kill().expect("SIGKILL delivered");
-    running.child.wait().expect("the child is reaped");
+    running.kill();
 }

@@ -13,20 +13,20 @@
 
 mod appliance_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use appliance_support::{DEPTH, SHARD, collect_verified, fresh_seed};
-use epa::appliance::client::{PreparedBatch, SimAggregator};
-use epa::appliance::keys;
-use node_lite::client::{Client, ClientConfig};
+use appliance_support::{
+    ProcessSetup, collect_verified, connect_as, fresh_seed, http_get, metric, quick, start,
+    write_config,
+};
+use crypto::dsa::mldsa65;
+use epa::appliance::client::PreparedBatch;
+use node_lite::client::Client;
 use node_lite::tls::Fingerprint;
-use node_lite::wire::{JobId, Limits, RejectCode};
+use node_lite::wire::{JobId, RejectCode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -41,142 +41,16 @@ fn size(var: &str, short: usize, long: usize) -> usize {
         .unwrap_or(if long_mode() { long } else { short })
 }
 
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: Fingerprint,
-}
-
-impl Running {
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL delivered");
-        self.child.wait().expect("the child is reaped");
-    }
-
-    /// Resident memory of the appliance process, in KiB (Linux `/proc`).
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the appliance process is alive");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS is reported")
-    }
-}
-
-/// Starts `epa run` and waits for its ready line: a store that does not open clean never
-/// gets there.
-fn start(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_epa"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the epa binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut addr, mut fingerprint) = (None, None);
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("`epa run` prints its ready line within 60 s (the store opened clean)");
-        if let Some(a) = line.strip_prefix("epa: QUIC listening on ") {
-            addr = Some(a.parse().expect("a socket address"));
-        }
-        if let Some(f) = line.strip_prefix("epa: certificate fingerprint ") {
-            fingerprint = Some(Fingerprint::from_hex(f).expect("hex fingerprint"));
-        }
-        if line == "epa: ready" {
-            break;
-        }
-    }
-    Running {
-        child,
-        addr: addr.expect("the address was printed"),
-        fingerprint: fingerprint.expect("the fingerprint was printed"),
-    }
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    data_dir: PathBuf,
-    config: PathBuf,
-    agg: SimAggregator,
-    agg_pair: crypto::dsa::mldsa65::KeyPair,
-}
-
-/// One shard, one aggregator tenant, tiny proofs; `extra` is appended to `[limits]`.
-fn setup(seed: u64, limits: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let agg_keys = keys::generate_keys(&dir.path().join("keys"), "agg").expect("keys");
-    let shard_keys = keys::generate_keys(&dir.path().join("keys"), "shard").expect("keys");
-    let data_dir = dir.path().join("data");
-    let config = dir.path().join("epa.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"version = 1
-[appliance]
-data_dir = "{data}"
-[quic]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[workers]
-threads = 2
-[prover]
-preset = "fast-96"
-hash = "blake3-256"
-smt_depth = {DEPTH}
-[limits]
-{limits}
-[[shards]]
-id = {SHARD}
-kem_key = "{kem}"
-[[tenants]]
-id = "agg"
-public_key = "{pk}"
-shards = [{SHARD}]
-"#,
-            data = data_dir.display(),
-            kem = shard_keys.kem_secret.display(),
-            pk = agg_keys.dsa_public.display(),
-        ),
-    )
-    .expect("config written");
-    let agg_pair = keys::load_dsa_seed(&agg_keys.dsa_secret).expect("seed");
-    let agg = SimAggregator::new(
-        agg_pair.clone(),
-        SHARD,
-        DEPTH,
-        keys::load_kem_public(&shard_keys.kem_public).expect("ek"),
-        6,
-        seed,
-        Limits::default(),
-    )
-    .expect("depth 8");
-    Setup {
-        _dir: dir,
-        data_dir,
-        config,
-        agg,
-        agg_pair,
-    }
-}
-
-fn quick() -> ClientConfig {
-    ClientConfig {
-        request_timeout: Duration::from_secs(10),
-        ..ClientConfig::default()
+/// Resends a batch whose answer a kill cut off: it must be accepted, as new or as the
+/// duplicate of a durable one (then with the same job id, and no second job).
+async fn resend(
+    agg: &mut epa::appliance::client::SimAggregator,
+    client: &Client,
+    p: &PreparedBatch,
+    round: usize,
+) {
+    if let Err(e) = agg.submit(client, p, Duration::from_secs(30)).await {
+        panic!("round {round}: resending the unanswered batch: {e}");
     }
 }
 
@@ -192,7 +66,8 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let kills = size("EPA_HARDENING_KILLS", 50, 500);
     let seed = fresh_seed();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut s = setup(seed, "");
+    let s = write_config("", "");
+    let mut agg = s.aggregator(seed);
     let started = Instant::now();
     let mut acked: Vec<PreparedBatch> = Vec::new();
     let mut pending: Option<PreparedBatch> = None;
@@ -210,24 +85,14 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                 .await
                 .expect("loopback connection");
         assert_eq!(tenant, "agg");
-        // A batch left unanswered by the previous kill is resent as is: `Replay` means it had
-        // become durable before the kill (then it counts as acknowledged), `Accepted` that it
-        // had not.
+        // A batch left unanswered by the previous kill is resent as is: whether it had become
+        // durable before the kill or not, it is accepted (a durable one gets its job id again).
         if let Some(p) = pending.take() {
-            match s.agg.submit(&client, &p, Duration::from_secs(30)).await {
-                Ok(_) => acked.push(p),
-                Err(epa::appliance::Error::Node(node_lite::Error::Rejected {
-                    code: RejectCode::Replay,
-                    ..
-                })) => {
-                    s.agg.accepted(&p).expect("mirror");
-                    acked.push(p);
-                }
-                Err(e) => panic!("round {round}: resending the unanswered batch: {e}"),
-            }
+            resend(&mut agg, &client, &p, round).await;
+            acked.push(p);
         }
-        let txs = s.agg.random_txs(rng.gen_range(1..4)).expect("mirror reads");
-        let p = s.agg.prepare(&txs, Vec::new()).expect("signing");
+        let txs = agg.random_txs(rng.gen_range(1..4)).expect("mirror reads");
+        let p = agg.prepare(&txs, Vec::new()).expect("signing");
         let batch = p.batch.clone();
         let client = Arc::new(client);
         let submit = {
@@ -262,7 +127,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         };
         match outcome {
             Outcome::Acked => {
-                s.agg.accepted(&p).expect("mirror");
+                agg.accepted(&p).expect("mirror");
                 acked.push(p);
             }
             Outcome::Unknown => pending = Some(p),
@@ -271,22 +136,13 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     // Final restart: the store opens clean, unfinished jobs resume, and every acknowledged
     // batch is published exactly once, in order, without gaps.
     let running = start(&s.config);
-    let client = Client::connect(running.addr, running.fingerprint, quick())
-        .await
-        .expect("loopback connection");
+    let client = running.connect_as(&s.agg_pair).await;
     if let Some(p) = pending.take() {
-        match s.agg.submit(&client, &p, Duration::from_secs(30)).await {
-            Ok(_) => acked.push(p),
-            Err(epa::appliance::Error::Node(node_lite::Error::Rejected {
-                code: RejectCode::Replay,
-                ..
-            })) => acked.push(p),
-            Err(e) => panic!("resending the last unanswered batch: {e}"),
-        }
+        resend(&mut agg, &client, &p, kills).await;
+        acked.push(p);
     }
-    let appliance_key =
-        keys::load_dsa_public(&s.data_dir.join(keys::IDENTITY_PUBLIC_FILE)).expect("identity");
-    let got = collect_verified(&client, &appliance_key, acked.len()).await;
+    let validator = running.connect_as(&s.val_pair).await;
+    let got = collect_verified(&validator, &s.appliance_key(), acked.len()).await;
     let heights: Vec<u64> = got.iter().map(|c| c.height).collect();
     assert_eq!(heights, (1..=acked.len() as u64).collect::<Vec<_>>());
     for (c, p) in got.iter().zip(&acked) {
@@ -332,10 +188,20 @@ async fn abuse(kind: Abuse, addr: SocketAddr, fp: Fingerprint, until: Instant, s
         }
         return;
     }
-    let Ok(client) = Client::connect(addr, fp, quick()).await else {
+    let Ok(mut client) = Client::connect(addr, fp, quick()).await else {
         return;
     };
+    // Abusive clients never authenticate: everything they send is refused before any work.
     while Instant::now() < until {
+        if client.connection().close_reason().is_some() {
+            // Closed by a limit (a stream flood, the authentication deadline): come back, as an
+            // abuser would, without spinning on the dead connection.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match Client::connect(addr, fp, quick()).await {
+                Ok(c) => client = c,
+                Err(_) => continue,
+            }
+        }
         match kind {
             Abuse::Junk => {
                 let junk: Vec<u8> = (0..rng.gen_range(1..300)).map(|_| rng.r#gen()).collect();
@@ -386,12 +252,12 @@ async fn load_with_abusive_clients_keeps_latency_and_memory_bounded() {
     let secs = if long_mode() { 30 } else { 6 };
     let seed = fresh_seed();
     // Every client is on 127.0.0.1: lift the per-address cap for the test.
-    let s = setup(
-        seed,
+    let s: ProcessSetup = write_config(
         &format!(
             "max_connections_per_peer = {}\nmax_streams_per_connection = 16",
             clients * 2
         ),
+        "",
     );
     let running = start(&s.config);
     let (addr, fp) = (running.addr, running.fingerprint);
@@ -415,10 +281,10 @@ async fn load_with_abusive_clients_keeps_latency_and_memory_bounded() {
             continue;
         }
         let served = Arc::clone(&served);
+        let key: mldsa65::KeyPair = s.val_pair.clone();
         good.push(tokio::spawn(async move {
-            let client = Client::connect(addr, fp, quick())
-                .await
-                .expect("a well-behaved client connects");
+            // Well-behaved: authenticated as the validator tenant.
+            let client = connect_as(addr, fp, &key).await;
             let mut latencies = Vec::new();
             let mut id = i as u64;
             while Instant::now() < until {
@@ -465,10 +331,27 @@ async fn load_with_abusive_clients_keeps_latency_and_memory_bounded() {
         rss_peak / 1024
     );
     // Still alive and serving after the abuse.
-    let client = Client::connect(addr, fp, quick())
-        .await
-        .expect("the appliance survived");
+    let client = running.connect_as(&s.val_pair).await;
     assert_eq!(client.job_status(JobId(u64::MAX - 1)).await.unwrap(), None);
+    // Every kind of abuse met its limit, each counted in /metrics.
+    let text = http_get(running.http, "/metrics").await;
+    let counter = |name: &str| metric(&text, name);
+    eprintln!(
+        "load suite counters: malformed {}, too large {}, stream floods {} ({} disconnects), \
+         unauthorized {}, auth timeouts {}, authenticated {}",
+        counter("epa_quic_malformed_total"),
+        counter("epa_quic_too_large_total"),
+        counter("epa_quic_stream_floods_total"),
+        counter("epa_quic_flood_disconnects_total"),
+        counter("epa_quic_unauthorized_total"),
+        counter("epa_quic_auth_timeouts_total"),
+        counter("epa_quic_authenticated_total"),
+    );
+    // Junk and oversized frames are refused and counted; every well-behaved client (and the
+    // last probe) authenticated.
+    assert!(counter("epa_quic_malformed_total") > 0.0);
+    assert!(counter("epa_quic_too_large_total") > 0.0);
+    assert!(counter("epa_quic_authenticated_total") >= (clients - clients / 3) as f64);
     assert!(
         p99 < Duration::from_secs(2),
         "well-behaved p99 {p99:?} stays under 2 s"

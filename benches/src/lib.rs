@@ -19,6 +19,9 @@
 //! Plonky3 is an anchor only: it is a normal dependency of this crate (the suite is a library
 //! the `epa` binary runs), not of any crate on the proving path. Its DFT output is left in the
 //! bit-reversed view `dft_batch` returns (no reordering is timed), which favours the anchor.
+//! Its values are checked against ours after timing, every point: p3 evaluates at powers of
+//! its own generator of the subgroup, `h = g^k` for winter-math's `g`, so its point `i` is
+//! compared with our point `i * k mod n` (see `p3_agrees`).
 //!
 //! Timing: each case runs once to warm up (twiddle caches, page faults), then the best of
 //! [`SuiteOptions::repeats`] runs counts. Peak memory: before each measured side the
@@ -34,7 +37,7 @@ use std::time::Instant;
 
 use kernels::{Backend, ColumnMatrix, CpuBackend};
 use p3_dft::{Radix2DitParallel, TwoAdicSubgroupDft};
-use p3_field::PrimeCharacteristicRing;
+use p3_field::{PrimeCharacteristicRing, PrimeField64, TwoAdicField};
 use p3_goldilocks::Goldilocks;
 use p3_matrix::Matrix as _;
 use p3_matrix::dense::RowMajorMatrix;
@@ -50,7 +53,7 @@ use serde::Serialize;
 use winter_crypto::hashers::{Blake3_256, Rp64_256};
 use winter_crypto::{ElementHasher, Hasher, MerkleTree};
 use winter_math::fields::f64::BaseElement;
-use winter_math::{StarkField, fft};
+use winter_math::{FieldElement, StarkField, fft};
 
 /// Everything that can go wrong while running a suite.
 #[derive(Debug, thiserror::Error)]
@@ -401,6 +404,46 @@ fn to_p3(values: &[BaseElement]) -> Vec<Goldilocks> {
         .collect()
 }
 
+/// The exponent `k < 2^bits` with `h = g^k`, where `g` generates the subgroup of order
+/// `2^bits` and `h` lies in it (bit by bit: `h * g^-k` must have order `2^(bits - j)` at step `j`).
+fn subgroup_log(g: BaseElement, h: BaseElement, bits: u32) -> Option<u64> {
+    let mut k = 0u64;
+    for j in 0..bits {
+        let rest = h * g.exp(k).inv();
+        if rest.exp(1u64 << (bits - 1 - j)) != BaseElement::ONE {
+            k |= 1 << j;
+        }
+    }
+    (h == g.exp(k)).then_some(k)
+}
+
+/// Whether Plonky3's evaluations equal ours, point for point. `p3_rows` holds `n` rows of
+/// `width` values in the order `to_row_major_matrix` gives (p3 returns a bit-reversed view of
+/// its DIT output, so that order is the natural one), at the points `shift * h^i` with `h`
+/// Plonky3's generator of order `n`; `ours(r)` is our row at `shift * g^r` with `g`
+/// winter-math's generator. The two fields fix different generators, `h = g^k`, so p3's row
+/// `i` is our row `i * k mod n`.
+fn p3_agrees<'a>(
+    p3_rows: &[Goldilocks],
+    width: usize,
+    n: usize,
+    ours: impl Fn(usize) -> &'a [BaseElement],
+) -> bool {
+    let bits = n.trailing_zeros();
+    let g = BaseElement::get_root_of_unity(bits);
+    let h = BaseElement::new(Goldilocks::two_adic_generator(bits as usize).as_canonical_u64());
+    let Some(k) = subgroup_log(g, h, bits) else {
+        return false;
+    };
+    p3_rows.len() == n * width
+        && p3_rows.chunks_exact(width).enumerate().all(|(i, row)| {
+            let r = ((i as u128 * k as u128) % n as u128) as usize;
+            row.iter()
+                .map(PrimeField64::as_canonical_u64)
+                .eq(ours(r).iter().map(|v| v.as_int()))
+        })
+}
+
 impl Suite {
     fn random_vec(&mut self, n: usize) -> Vec<BaseElement> {
         (0..n)
@@ -496,10 +539,9 @@ impl Suite {
             |m| dft.dft_batch(m),
         );
         let p3_rss = rss.peak();
-        // p3's output order (a bit-reversed view) is not compared element by element yet:
-        // only the length is checked against ours.
         let p3_vals = p3_out.to_row_major_matrix().values;
-        if p3_vals.len() != ours.column(0).len() {
+        let column = ours.column(0);
+        if !p3_agrees(&p3_vals, 1, n, |r| &column[r..=r]) {
             return Err(Error::Mismatch {
                 workload: "ntt".into(),
                 size: n,
@@ -582,8 +624,7 @@ impl Suite {
         );
         let p3_rss = rss.peak();
         let p3_all = p3_out.to_row_major_matrix().values;
-        // output order not compared yet (see `ntt`): only the shape.
-        if p3_all.len() != ours.data().len() || to_p3(ours.row(row)).len() != COLS {
+        if !p3_agrees(&p3_all, COLS, n * BLOWUP, |r| ours.row(r)) {
             return Err(Error::Mismatch {
                 workload: workload.into(),
                 size: n,
@@ -739,5 +780,50 @@ fn machine(simd: String, rss: &Rss) -> Machine {
             target_features: features.join(","),
         },
         peak_rss_method: rss.method(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subgroup_log_finds_the_exponent() {
+        let mut rng = ChaCha20Rng::from_entropy();
+        for bits in 1..=20u32 {
+            let g = BaseElement::get_root_of_unity(bits);
+            let k = rng.gen_range(0..1u64 << bits);
+            assert_eq!(subgroup_log(g, g.exp(k), bits), Some(k), "2^{bits}");
+        }
+        // Not in the subgroup of order 2: no exponent.
+        assert_eq!(
+            subgroup_log(-BaseElement::ONE, BaseElement::new(3), 1),
+            None
+        );
+    }
+
+    #[test]
+    fn p3_agrees_on_a_dft_and_catches_one_wrong_value() {
+        let mut rng = ChaCha20Rng::from_entropy();
+        for log in [1u32, 4, 9] {
+            let n = 1usize << log;
+            let coeffs: Vec<BaseElement> = (0..n)
+                .map(|_| BaseElement::new(rng.gen_range(0..BaseElement::MODULUS)))
+                .collect();
+            let mut ours = coeffs.clone();
+            fft::evaluate_poly(&mut ours, &fft::get_twiddles::<BaseElement>(n));
+            let p3 = Radix2DitParallel::<Goldilocks>::default()
+                .dft_batch(RowMajorMatrix::new_col(to_p3(&coeffs)))
+                .to_row_major_matrix()
+                .values;
+            assert!(p3_agrees(&p3, 1, n, |r| &ours[r..=r]), "2^{log}");
+            let mut wrong = p3.clone();
+            let i = rng.gen_range(0..n);
+            wrong[i] += Goldilocks::ONE;
+            assert!(
+                !p3_agrees(&wrong, 1, n, |r| &ours[r..=r]),
+                "2^{log}, point {i}"
+            );
+        }
     }
 }

@@ -212,12 +212,16 @@ impl Default for Appliance {
 pub struct Quic {
     /// Address and UDP port to listen on.
     pub listen: String,
+    /// Refuse every request of a connection until it authenticates with a tenant's ML-DSA key
+    /// (on by default; turn off only on a closed test network).
+    pub require_authentication: bool,
 }
 
 impl Default for Quic {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:4433".into(),
+            require_authentication: true,
         }
     }
 }

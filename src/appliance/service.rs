@@ -6,6 +6,9 @@
 //!
 //! * `(shard, aggregator key id)` → the aggregator's last accepted sequence number;
 //! * `(shard, "epa/last-batch")` → the job id of the shard's last accepted batch;
+//! * `(shard, "epa/batch-job/" ‖ aggregator key id ‖ sequence number)` → the job id of that
+//!   accepted batch: a resubmission of the same batch (same batch hash) is answered with this
+//!   id and creates no second job, a different batch at a used sequence number is `Replay`;
 //! * `(RESERVED_SHARD, "epa/accepted-through")` → every batch job up to this id has its two
 //!   records above written.
 //!
@@ -40,6 +43,9 @@ use super::{Error, Metrics};
 pub const RESERVED_SHARD: u64 = u64::MAX;
 /// Record name (under a shard) of the job id of the shard's last accepted batch.
 pub const LAST_BATCH: &[u8] = b"epa/last-batch";
+/// Prefix of the record name (under a shard) of an accepted batch's job id; the aggregator key
+/// id and the sequence number (big-endian) follow ([`batch_job_record`]).
+pub const BATCH_JOB: &[u8] = b"epa/batch-job/";
 /// Record name (under [`RESERVED_SHARD`]) of the acceptance watermark.
 pub const ACCEPTED_THROUGH: &[u8] = b"epa/accepted-through";
 /// The tenant that proving jobs from the wire are queued under.
@@ -48,6 +54,15 @@ pub const PROVING_TENANT: &str = "validators";
 const PUSH_QUEUE: usize = 16;
 /// How often a subscription looks for new commitments.
 const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The record name under which the job id of `aggregator`'s batch `seq` is kept.
+pub fn batch_job_record(aggregator: &KeyId, seq: u64) -> Vec<u8> {
+    let mut name = Vec::with_capacity(BATCH_JOB.len() + 40);
+    name.extend_from_slice(BATCH_JOB);
+    name.extend_from_slice(&aggregator.0);
+    name.extend_from_slice(&seq.to_be_bytes());
+    name
+}
 
 /// An aggregator allowed to submit batches.
 #[derive(Debug, Clone)]
@@ -179,6 +194,7 @@ impl Service {
         let shard = u64::from(batch.shard);
         writes
             .aggregator_seq(shard, &batch.aggregator.0, batch.seq)
+            .aggregator_seq(shard, &batch_job_record(&batch.aggregator, batch.seq), id.0)
             .aggregator_seq(shard, LAST_BATCH, id.0)
             .aggregator_seq(RESERVED_SHARD, ACCEPTED_THROUGH, id.0);
     }
@@ -256,6 +272,9 @@ impl Service {
             Ok(s) => s.unwrap_or(0),
             Err(e) => return internal(e, limits),
         };
+        if (1..=last_seq).contains(&batch.seq) {
+            return self.resubmitted(&batch, last_seq);
+        }
         if batch.seq != last_seq + 1 {
             return reject(
                 RejectCode::Replay,
@@ -336,6 +355,67 @@ impl Service {
         crate::logging::job_accepted(id.0, &agg.tenant, Some(batch.shard), batch.txs.len());
         Response::Accepted {
             id: WireJobId(id.0),
+        }
+    }
+
+    /// A batch at a sequence number already accepted: the same batch (same batch hash, so the
+    /// same shard, sequence number, `prev_root` and transactions) gets its job id again and no
+    /// second job; any other batch is a `Replay`. Called with the acceptance lock held.
+    fn resubmitted(&self, batch: &Batch, last_seq: u64) -> Response {
+        let limits = &self.limits;
+        let shard = u64::from(batch.shard);
+        let record = batch_job_record(&batch.aggregator, batch.seq);
+        let job = match self.store.aggregator_seq(shard, &record) {
+            Ok(Some(job)) => JobId(job),
+            Ok(None) => {
+                // Accepted by a build that kept no per-batch records: it cannot be compared.
+                return reject(
+                    RejectCode::Replay,
+                    format!(
+                        "sequence number {} on shard {} was already accepted; the next accepted one is {}",
+                        batch.seq,
+                        batch.shard,
+                        last_seq + 1
+                    ),
+                    limits,
+                );
+            }
+            Err(e) => return internal(e, limits),
+        };
+        let stored = match self.store.payload(job) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => {
+                return internal(
+                    format!("job {job} of an accepted batch has no payload"),
+                    limits,
+                );
+            }
+            Err(e) => return internal(e, limits),
+        };
+        let same = match (decode_payload(&stored, limits), batch.batch_hash(limits)) {
+            (Ok(Request::SubmitBatch(first)), Ok(hash)) => {
+                first.batch_hash(limits).ok() == Some(hash)
+            }
+            (Ok(_), _) => false,
+            (Err(e), _) => return internal(e, limits),
+        };
+        if !same {
+            return reject(
+                RejectCode::Replay,
+                format!(
+                    "sequence number {} on shard {} is taken by another batch (job {job}); sign new transactions with the next sequence number, {}",
+                    batch.seq,
+                    batch.shard,
+                    last_seq + 1
+                ),
+                limits,
+            );
+        }
+        self.metrics
+            .batches_duplicate
+            .fetch_add(1, Ordering::Relaxed);
+        Response::Accepted {
+            id: WireJobId(job.0),
         }
     }
 
