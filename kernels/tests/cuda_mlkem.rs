@@ -183,3 +183,51 @@ fn wycheproof_vectors() {
     }
     assert_eq!(valid, 153, "every valid Wycheproof case seen");
 }
+
+/// Opt-in measurement, not a timed test: `EPA_MLKEM_CUDA_MEASURE=<batch>` prints the
+/// decapsulations per second of one `decap_batch` call at that batch size, host-device
+/// transfers and key expansion included (best of 5 after a warm-up), and checks the timed
+/// batch's secrets against the reference. Run with `--nocapture` on a GPU machine.
+#[test]
+fn measure_throughput() {
+    let Ok(v) = std::env::var("EPA_MLKEM_CUDA_MEASURE") else {
+        return;
+    };
+    let batch: usize = v
+        .parse()
+        .unwrap_or_else(|_| panic!("EPA_MLKEM_CUDA_MEASURE={v:?} is not a batch size"));
+    let Some(cuda) = backend() else { return };
+    let mut rng = ChaCha20Rng::from_entropy();
+    let pair = random_pair(&mut rng);
+    let other = random_pair(&mut rng);
+    // 1024 distinct ciphertexts of every kind, repeated to the batch size.
+    let distinct: Vec<Ciphertext> = (0..1024)
+        .map(|i| ciphertext(&mut rng, &pair, &other, (i % 6) as u8))
+        .collect();
+    let expected: Vec<SharedSecret> = distinct
+        .iter()
+        .map(|c| pair.decapsulation_key.decapsulate(c))
+        .collect();
+    let cts: Vec<Ciphertext> = (0..batch).map(|i| distinct[i % 1024].clone()).collect();
+    let dk = &pair.decapsulation_key;
+    cuda.decap_batch(dk, &cts).expect("warm-up");
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let got = cuda.decap_batch(dk, &cts).expect("decap");
+        best = best.min(t.elapsed().as_secs_f64());
+        for (i, g) in got.iter().enumerate() {
+            assert!(
+                g == &expected[i % 1024],
+                "ciphertext {i} of the timed batch"
+            );
+        }
+    }
+    println!(
+        "cuda ML-KEM-768 decap_batch: batch {batch}: {:.3} ms, {:.0} decapsulations/s \
+         (transfers included) on {}",
+        best * 1e3,
+        batch as f64 / best,
+        cuda.device_name()
+    );
+}
