@@ -359,7 +359,7 @@ fn check_exposition(text: &str) -> Result<Vec<Parsed>, String> {
                 if &name != fam {
                     return Err(format!("`{name}` outside family `{fam}`"));
                 }
-                if kind == "counter" && !(value >= 0.0) {
+                if kind == "counter" && (value.is_nan() || value < 0.0) {
                     return Err(format!("counter `{name}` is {value}"));
                 }
             }
