@@ -369,11 +369,14 @@ impl CudaBackend {
             let words = 1u64 << (r + c);
             let tiles_per_col = (1u64 << log_n) / words;
             let blocks = tiles_per_col.saturating_mul(segments as u64);
-            let blocks = u32::try_from(blocks).map_err(|_| Error::TooLarge {
-                what: "NTT grid",
-                log_size: log_n,
-                max_log: MAX_LOG_SIZE,
-            })?;
+            let blocks = u32::try_from(blocks)
+                .ok()
+                .filter(|&b| b <= i32::MAX as u32)
+                .ok_or(Error::TooLarge {
+                    what: "NTT grid",
+                    log_size: log_n,
+                    max_log: MAX_LOG_SIZE,
+                })?;
             let threads = NTT_THREADS.min((words / 2).max(1) as u32);
             let cfg = LaunchConfig {
                 grid_dim: (blocks, 1, 1),
