@@ -540,7 +540,9 @@ fn run(args: &RunArgs) -> Result<()> {
         let appliance = Appliance::start_with(settings, http_options).await?;
         tracing::info!(
             quic = %appliance.quic_addr(),
-            http = ?appliance.http_addr(),
+            http = %appliance
+                .http_addr()
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             fingerprint = %appliance.fingerprint(),
             "appliance ready"
         );
