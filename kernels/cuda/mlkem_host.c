@@ -124,7 +124,11 @@ out:
 // Reads a whole file into a 4-byte aligned buffer.
 static u8 *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0) {
+    if (f == NULL) {
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
         return NULL;
     }
     long size = ftell(f);

@@ -94,19 +94,24 @@ impl CudaBackend {
         Ok(self.mlkem.get_or_init(|| kernels))
     }
 
-    /// Refuses a batch whose device buffers would exceed the backend's memory budget: the key
-    /// (uploaded and expanded), the ciphertexts of two chunks in flight and the secrets of the
-    /// whole batch.
+    /// Refuses, before allocating, a batch whose device buffers would exceed the backend's
+    /// memory budget or the device's free memory: the key (uploaded and expanded), the
+    /// ciphertexts of two chunks in flight and the secrets of the whole batch.
     fn check_mlkem_budget(&self, n: usize, chunk: usize) -> Result<(), Error> {
         let in_flight = chunk.min(n).saturating_mul(2).min(n) as u64;
         let bytes = (DK_BYTES + KEY_BYTES) as u64
             + in_flight * CT_BYTES as u64
             + (n as u64).saturating_mul(SS_BYTES as u64);
-        if bytes > self.budget {
+        let free = self
+            .context()
+            .mem_get_info()
+            .map_or(self.budget, |(free, _)| free as u64);
+        let limit = self.budget.min(free);
+        if bytes > limit {
             return Err(Error::DeviceMemory {
                 what: "ML-KEM-768 batch decapsulation",
                 bytes,
-                limit: self.budget,
+                limit,
             });
         }
         Ok(())
