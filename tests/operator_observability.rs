@@ -129,6 +129,7 @@ fn dashboard_queries_only_exported_metrics_and_names_follow_conventions() {
         ("epa_device_healthy", "gauge"),
         ("epa_device_memory_bytes", "gauge"),
         ("epa_backend_info", "gauge"),
+        ("epa_backend_cpu_fallbacks_total", "counter"),
     ] {
         assert!(
             exported.contains(&(name.to_string(), kind.to_string())),

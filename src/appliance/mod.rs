@@ -393,6 +393,12 @@ impl ApplianceStatus {
             "backend",
             self.backends.iter().map(|b| (b.name.clone(), 1.0)),
         ));
+        out.push(Metric::single(
+            "epa_backend_cpu_fallbacks_total",
+            "Accelerated prover steps redone on the CPU kernels after their backend failed.",
+            MetricKind::Counter,
+            prover::accel::cpu_fallbacks_total() as f64,
+        ));
         out.push(labelled(
             "epa_backend_memory_bytes",
             "Memory a kernels backend can use, where it says.",
@@ -619,6 +625,8 @@ impl StatusProvider for ApplianceStatus {
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "ready": self.ready(),
             "backends": self.backend_json(),
+            "cpu_fallbacks_total": prover::accel::cpu_fallbacks_total(),
+            "last_cpu_fallback": prover::accel::last_cpu_fallback(),
             "devices": Self::device_json(&snap),
             "nodes": Self::node_json(&snap),
             "in_flight": jobs["in_flight"],
