@@ -8,22 +8,25 @@
 //!    (`17^BitRev7(i)` and `17^(2 BitRev7(i) + 1)`). The words are uploaded and the host copies
 //!    zeroized at once.
 //! 2. The ciphertexts go up in chunks (at most [`MAX_CHUNK`] and within the device's buffer
-//!    limit); each chunk is one dispatch of one 128-invocation workgroup per ciphertext that
-//!    runs all of `ML-KEM.Decaps` (decrypt, G, re-encryption, constant-time comparison, J and
-//!    the selection) and writes 32 bytes.
+//!    limit); each chunk runs four kernels in one compute pass: `decrypt` (one 128-invocation
+//!    workgroup per ciphertext: K-PKE.Decrypt to `m'`), `hash_gj` (one invocation per
+//!    ciphertext: G and J), `prf` (one invocation per ciphertext and PRF block) and `encrypt`
+//!    (one workgroup per ciphertext: re-encryption, constant-time comparison and the selection
+//!    of `K'` or `K_bar`, 32 bytes out). Keccak runs one hash per invocation so that every lane
+//!    hashes; the per-ciphertext intermediates live in a scratch buffer on the device.
 //! 3. The shared secrets come back through a staging buffer of this module's own; the secret
-//!    device buffers (the key, the secrets and the staging copy) are cleared on the device
-//!    before they are released, whether the batch succeeded or not.
+//!    device buffers (the key, the scratch, the secrets and the staging copy) are cleared on
+//!    the device before they are released, whether the batch succeeded or not.
 //!
 //! All arithmetic is exact mod q = 3329 on canonical representatives, so every intermediate
 //! value and the result are those of FIPS 203 and bit-exact with the reference
 //! ([`DecapsulationKey::decapsulate`]), implicit rejection included.
 //!
 //! Secrets on the device: wgpu cannot promise that freed device memory is wiped, so every
-//! buffer that held key material or shared secrets is overwritten with zeros (a `clear_buffer`
-//! submitted and waited for) before it is dropped. Workgroup (on-chip) memory, which holds
-//! `m'`, `K'` and `r` while a workgroup runs, is reused by the next workgroup and cannot be
-//! cleared from the API.
+//! buffer that held key material, intermediates or shared secrets is overwritten with zeros (a
+//! `clear_buffer` submitted and waited for) before it is dropped. Workgroup (on-chip) memory,
+//! which holds polynomials derived from the key while a workgroup runs, is reused by the next
+//! workgroup and cannot be cleared from the API.
 
 use std::sync::mpsc;
 
@@ -52,38 +55,90 @@ const CT_BYTES: usize = 1088;
 const DK_BYTES: usize = 2400;
 /// Bytes of a shared secret.
 const SS_BYTES: usize = 32;
+/// Bytes of a ciphertext's scratch on the device (`m'`, `K'`, `r`, `K_bar`, seven PRF blocks:
+/// the shader's `SCRATCH_WORDS`); below [`CT_BYTES`], so the chunk bound covers it.
+const SCRATCH_BYTES: usize = 1024;
 /// Words of the key buffer: s_hat, t_hat, A_hat, H(ek), z, zetas, gammas (the layout the
 /// shader's `S_HAT` .. `GAMMAS` constants name).
 const KEY_WORDS: usize = 768 + 768 + 9 * 256 + 8 + 8 + 128 + 128;
 /// Most ciphertexts per dispatch: 71 MB of ciphertexts, 2 MiB of secrets.
 pub(super) const MAX_CHUNK: usize = 1 << 16;
 
-/// The compiled decapsulation kernel.
+/// The compiled decapsulation kernels (`mlkem_decap.wgsl`), in the order they run.
 pub(super) struct Kernels {
-    decap: wgpu::ComputePipeline,
+    decrypt: wgpu::ComputePipeline,
+    hash_gj: wgpu::ComputePipeline,
+    prf: wgpu::ComputePipeline,
+    encrypt: wgpu::ComputePipeline,
 }
 
 impl Kernels {
-    /// Compiles the decapsulation kernel on the backend's device.
+    /// Compiles the decapsulation kernels on the backend's device. They share one explicit bind
+    /// group layout (key, ciphertexts, scratch, secrets, params) although each uses only some
+    /// of the bindings.
     pub(super) fn new(b: &WgpuBackend) -> Result<Self, Error> {
-        b.guarded("compiling the ML-KEM-768 kernel", || {
+        b.guarded("compiling the ML-KEM-768 kernels", || {
+            let buffer = |binding, ty| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            };
+            let read = wgpu::BufferBindingType::Storage { read_only: true };
+            let write = wgpu::BufferBindingType::Storage { read_only: false };
+            let bgl = b
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("ML-KEM bindings"),
+                    entries: &[
+                        buffer(0, read),
+                        buffer(1, read),
+                        buffer(2, write),
+                        buffer(3, write),
+                        buffer(4, wgpu::BufferBindingType::Uniform),
+                    ],
+                });
+            let layout = b
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some("ML-KEM layout"),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+            let module = module(b, "mlkem_decap", &[KECCAK, DECAP]);
+            let pipe = |entry| pipeline(b, &module, Some(&layout), entry);
             Ok(Self {
-                decap: pipeline(b, "mlkem_decap", &[KECCAK, DECAP], "decap"),
+                decrypt: pipe("decrypt"),
+                hash_gj: pipe("hash_gj"),
+                prf: pipe("prf"),
+                encrypt: pipe("encrypt"),
             })
         })
     }
 }
 
-fn pipeline(b: &WgpuBackend, name: &str, parts: &[&str], entry: &str) -> wgpu::ComputePipeline {
-    let module = b.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+fn module(b: &WgpuBackend, name: &str, parts: &[&str]) -> wgpu::ShaderModule {
+    b.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
         source: wgpu::ShaderSource::Wgsl(parts.concat().into()),
-    });
+    })
+}
+
+fn pipeline(
+    b: &WgpuBackend,
+    module: &wgpu::ShaderModule,
+    layout: Option<&wgpu::PipelineLayout>,
+    entry: &str,
+) -> wgpu::ComputePipeline {
     b.device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
-            layout: None,
-            module: &module,
+            layout,
+            module,
             entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
@@ -314,18 +369,30 @@ fn decap_chunked(
                 );
             }
             let ct_buf = b.upload("ML-KEM ciphertexts", &ct_words)?;
+            let scratch = Secret {
+                b,
+                buf: b.storage("ML-KEM scratch", part.len() * SCRATCH_BYTES / 8)?,
+            };
             let out = Secret {
                 b,
                 buf: b.storage("ML-KEM shared secrets", part.len() * SS_BYTES / 8)?,
             };
             let count = u32::try_from(part.len()).expect("a chunk is at most MAX_CHUNK long");
-            b.dispatch(&[Dispatch {
-                pipeline: &kernels.decap,
-                buffers: vec![&key.buf, &ct_buf, &out.buf],
+            let n = part.len() as u64;
+            let step = |pipeline, threads| Dispatch {
+                pipeline,
+                buffers: vec![&key.buf, &ct_buf, &scratch.buf, &out.buf],
                 params: vec![count, 0, 0, 0],
-                // One workgroup per ciphertext (the grid counts 64-invocation groups).
-                threads: part.len() as u64 * WORKGROUP,
-            }])?;
+                threads,
+            };
+            // The grid counts 64-invocation groups: `n * WORKGROUP` invocations give one
+            // workgroup per ciphertext to the 128-invocation kernels.
+            b.dispatch(&[
+                step(&kernels.decrypt, n * WORKGROUP),
+                step(&kernels.hash_gj, n),
+                step(&kernels.prf, n * 7),
+                step(&kernels.encrypt, n * WORKGROUP),
+            ])?;
             let mut bytes =
                 Zeroizing::new(read_secrets(b, &out.buf, (part.len() * SS_BYTES) as u64)?);
             for ss in bytes.chunks_exact(SS_BYTES) {
@@ -405,7 +472,8 @@ mod tests {
         }
         let got = b
             .guarded("Keccak test", || {
-                let p = pipeline(&b, "keccak_test", &[KECCAK, KECCAK_TEST], "keccak_test");
+                let m = module(&b, "keccak_test", &[KECCAK, KECCAK_TEST]);
+                let p = pipeline(&b, &m, None, "keccak_test");
                 let input = b.upload("Keccak cases", &pack_u64(&cases))?;
                 let out = b.storage("Keccak results", n * 28)?;
                 b.dispatch(&[Dispatch {

@@ -1,20 +1,24 @@
-// ML-KEM-768 decapsulation (FIPS 203 ML-KEM.Decaps): one workgroup of 128 invocations per
-// ciphertext, every ciphertext under the one key the host unpacked (s_hat, t_hat, A_hat in NTT
-// form, H(ek), z, and the NTT tables). Polynomials live in workgroup memory (8 slots of 256
-// coefficients in [0, q), 8 KiB); invocation t owns NTT butterfly t of every layer and the
-// coefficients t and t + 128.
-//   K-PKE.Decrypt: decompress u (slots 0-2) and v (slot 6), NTT(u), w = invNTT(s_hat o u_hat)
-//     (slot 7), m' = Compress_1(v - w).
-//   (K', r) = G(m' || H(ek)) in invocation 0 while invocation 32 computes K_bar = J(z || c).
-//   K-PKE.Encrypt(ek, m', r): seven PRF blocks (invocations 0-6), y = CBD_2 (slots 0-2),
-//     NTT(y), u' = invNTT(A_hat^T o y_hat) + e1 (slots 3-5), v' = invNTT(t_hat^T o y_hat) + e2
-//     + Decompress_1(m') (slot 6).
-//   c' is compared with c on the compressed coefficients (ByteDecode_d is a bijection for
-//   d < 12), every coefficient, no early exit; the output is select(K', K_bar, c' != c).
-// Memory traffic per ciphertext: the 1088-byte ciphertext read three times from global memory
-// (decode, J, compare); the key read once (s_hat 3 KiB, t_hat 3 KiB, A_hat 9 KiB and 1 KiB of
-// tables as 32-bit words, shared by every workgroup through the cache); 32 bytes written.
-// Workgroup memory: 8 KiB of polynomials, 896 bytes of PRF output, 132 bytes of hashes and flags.
+// ML-KEM-768 decapsulation (FIPS 203 ML-KEM.Decaps) in four kernels, every ciphertext under
+// the one key the host unpacked (s_hat, t_hat, A_hat in NTT form, H(ek), z, and the NTT
+// tables). The polynomial work runs one workgroup of 128 invocations per ciphertext on
+// polynomials in workgroup memory (8 slots of 256 coefficients in [0, q), 8 KiB; invocation t
+// owns NTT butterfly t of every layer and the coefficients t and t + 128). The Keccak work
+// runs one invocation per hash, so that every lane of the GPU hashes (a workgroup-per-
+// ciphertext kernel would leave all but one lane idle for 17 permutations).
+//   decrypt (workgroup per ciphertext): decompress u (slots 0-2) and v (slot 6), NTT(u),
+//     w = invNTT(s_hat o u_hat) (slot 7), m' = Compress_1(v - w) -> scratch.
+//   hash_gj (invocation per ciphertext): (K', r) = G(m' || H(ek)), K_bar = J(z || c).
+//   prf (invocation per ciphertext and N = 0..6): PRF_2(r, N), the CBD input of y, e1, e2.
+//   encrypt (workgroup per ciphertext): y = CBD_2 (slots 0-2), NTT(y), u' = invNTT(A_hat^T o
+//     y_hat) + e1 (slots 3-5), v' = invNTT(t_hat^T o y_hat) + e2 + Decompress_1(m') (slot 6);
+//     c' is compared with c on the compressed coefficients (ByteDecode_d is a bijection for
+//     d < 12), every coefficient, no early exit; the secret is select(K', K_bar, c' != c).
+// Scratch per ciphertext (1 KiB, secret, cleared by the host before release): m' (8 words),
+// K' (8), r (8), K_bar (8), the seven PRF blocks (7 x 32).
+// Memory traffic per ciphertext: the 1088-byte ciphertext read three times (decode, J,
+// compare); the key (s_hat 3 KiB, t_hat 3 KiB, A_hat 9 KiB, 1 KiB of tables as 32-bit words)
+// read by every workgroup, from the cache after the first; 1 KiB of scratch written and about
+// 1.1 KiB read back; 32 bytes of secret written.
 
 const Q: u32 = 3329u;
 const CT_WORDS: u32 = 272u;
@@ -28,6 +32,13 @@ const ZETAS: u32 = 3856u; // 17^BitRev7(i)
 const GAMMAS: u32 = 3984u; // 17^(2 BitRev7(i) + 1)
 // Bit offset of c2 (v) in the ciphertext: 3 * 256 coefficients of 10 bits.
 const V_BITS: u32 = 7680u;
+// Layout of a ciphertext's scratch in 32-bit words.
+const SCRATCH_WORDS: u32 = 256u;
+const SC_M: u32 = 0u;
+const SC_K: u32 = 8u;
+const SC_R: u32 = 16u;
+const SC_KBAR: u32 = 24u;
+const SC_PRF: u32 = 32u;
 
 struct Params {
     count: u32, // ciphertexts in this dispatch
@@ -36,20 +47,20 @@ struct Params {
     pad2: u32,
 }
 
+// Every kernel has the same bind group layout (the host creates it explicitly).
 @group(0) @binding(0) var<storage, read> key: array<u32>;
 @group(0) @binding(1) var<storage, read> cts: array<u32>;
-@group(0) @binding(2) var<storage, read_write> secrets: array<u32>;
-@group(0) @binding(3) var<uniform> prm: Params;
+@group(0) @binding(2) var<storage, read_write> scratch: array<u32>;
+@group(0) @binding(3) var<storage, read_write> secrets: array<u32>;
+@group(0) @binding(4) var<uniform> prm: Params;
 
 var<workgroup> poly: array<u32, 2048>;
-var<workgroup> prf: array<u32, 224>;
 var<workgroup> msg: array<atomic<u32>, 8>;
-var<workgroup> kr: array<u32, 16>;
-var<workgroup> kbar: array<u32, 8>;
 var<workgroup> diff: atomic<u32>;
 
-// First word of this workgroup's ciphertext.
+// First word of this invocation's ciphertext and of its scratch.
 var<private> ct_base: u32;
+var<private> sc_base: u32;
 
 // Word k of J's input z || c.
 fn j_word(k: u32) -> u32 {
@@ -92,9 +103,9 @@ fn compress(x: u32, d: u32) -> u32 {
     return (((x << (d + 1u)) + Q) / (2u * Q)) & ((1u << d) - 1u);
 }
 
-// Coefficient k of SamplePolyCBD_2 over PRF block n (4 bits per coefficient).
+// Coefficient k of SamplePolyCBD_2 over this ciphertext's PRF block n (4 bits each).
 fn cbd(n: u32, k: u32) -> u32 {
-    let nib = (prf[n * 32u + k / 8u] >> (4u * (k % 8u))) & 0xfu;
+    let nib = (scratch[sc_base + SC_PRF + n * 32u + k / 8u] >> (4u * (k % 8u))) & 0xfu;
     let x = (nib & 1u) + ((nib >> 1u) & 1u);
     let y = ((nib >> 2u) & 1u) + ((nib >> 3u) & 1u);
     return (x + Q - y) % Q;
@@ -160,8 +171,13 @@ fn dot_pair(key_first: u32, stride: u32, dst: u32, t: u32) {
     poly[dst * 256u + 2u * t + 1u] = c1 % Q;
 }
 
+// Index of this invocation in a 2-D grid of 64-wide workgroups.
+fn thread_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.y * (nwg.x * 64u) + gid.x;
+}
+
 @compute @workgroup_size(128)
-fn decap(
+fn decrypt(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
@@ -174,11 +190,6 @@ fn decap(
     if t < 8u {
         atomicStore(&msg[t], 0u);
     }
-    if t == 0u {
-        atomicStore(&diff, 0u);
-    }
-
-    // K-PKE.Decrypt.
     for (var h = 0u; h < 256u; h += 128u) {
         let k = t + h;
         for (var i = 0u; i < 3u; i++) {
@@ -197,39 +208,67 @@ fn decap(
         atomicOr(&msg[k / 32u], bit << (k % 32u));
     }
     workgroupBarrier();
+    if t < 8u {
+        scratch[idx * SCRATCH_WORDS + SC_M + t] = atomicLoad(&msg[t]);
+    }
+}
 
-    // (K', r) = G(m' || H(ek)); K_bar = J(z || c).
+@compute @workgroup_size(64)
+fn hash_gj(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = thread_index(gid, nwg);
+    if idx >= prm.count {
+        return;
+    }
+    ct_base = idx * CT_WORDS;
+    let sc = idx * SCRATCH_WORDS;
+    var m: array<u32, 16>;
+    for (var k = 0u; k < 8u; k++) {
+        m[k] = scratch[sc + SC_M + k];
+        m[8u + k] = key[H_OFF + k];
+    }
+    let g = sha3_512_64(m);
+    for (var k = 0u; k < 16u; k++) {
+        scratch[sc + SC_K + k] = g[k]; // K' then r
+    }
+    let j = shake256_j();
+    for (var k = 0u; k < 8u; k++) {
+        scratch[sc + SC_KBAR + k] = j[k];
+    }
+}
+
+@compute @workgroup_size(64)
+fn prf(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let job = thread_index(gid, nwg);
+    if job >= prm.count * 7u {
+        return;
+    }
+    let sc = (job / 7u) * SCRATCH_WORDS;
+    let n = job % 7u;
+    var r: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        r[k] = scratch[sc + SC_R + k];
+    }
+    let block = shake256_prf(r, n);
+    for (var k = 0u; k < 32u; k++) {
+        scratch[sc + SC_PRF + n * 32u + k] = block[k];
+    }
+}
+
+@compute @workgroup_size(128)
+fn encrypt(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let idx = wid.y * nwg.x + wid.x;
+    if idx >= prm.count {
+        return;
+    }
+    ct_base = idx * CT_WORDS;
+    sc_base = idx * SCRATCH_WORDS;
     if t == 0u {
-        var m: array<u32, 16>;
-        for (var k = 0u; k < 8u; k++) {
-            m[k] = atomicLoad(&msg[k]);
-            m[8u + k] = key[H_OFF + k];
-        }
-        let g = sha3_512_64(m);
-        for (var k = 0u; k < 16u; k++) {
-            kr[k] = g[k];
-        }
+        atomicStore(&diff, 0u);
     }
-    if t == 32u {
-        let j = shake256_j();
-        for (var k = 0u; k < 8u; k++) {
-            kbar[k] = j[k];
-        }
-    }
-    workgroupBarrier();
-
-    // K-PKE.Encrypt(ek, m', r): PRF blocks N = 0..6 (y, e1, e2).
-    if t < 7u {
-        var r: array<u32, 8>;
-        for (var k = 0u; k < 8u; k++) {
-            r[k] = kr[8u + k];
-        }
-        let block = shake256_prf(r, t);
-        for (var k = 0u; k < 32u; k++) {
-            prf[t * 32u + k] = block[k];
-        }
-    }
-    workgroupBarrier();
     for (var h = 0u; h < 256u; h += 128u) {
         let k = t + h;
         for (var i = 0u; i < 3u; i++) {
@@ -254,7 +293,8 @@ fn decap(
             let u = addq(poly[(3u + i) * 256u + k], cbd(3u + i, k));
             d |= compress(u, 10u) ^ ct_bits((i * 256u + k) * 10u, 10u);
         }
-        let mu = ((atomicLoad(&msg[k / 32u]) >> (k % 32u)) & 1u) * 1665u;
+        let m = scratch[sc_base + SC_M + k / 32u];
+        let mu = ((m >> (k % 32u)) & 1u) * 1665u;
         let v = (poly[6u * 256u + k] + cbd(6u, k) + mu) % Q;
         d |= compress(v, 4u) ^ ct_bits(V_BITS + k * 4u, 4u);
     }
@@ -262,6 +302,7 @@ fn decap(
     workgroupBarrier();
     if t < 8u {
         let reject = atomicLoad(&diff) != 0u;
-        secrets[idx * 8u + t] = select(kr[t], kbar[t], reject);
+        secrets[idx * 8u + t] =
+            select(scratch[sc_base + SC_K + t], scratch[sc_base + SC_KBAR + t], reject);
     }
 }
