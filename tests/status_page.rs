@@ -179,6 +179,34 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// `GET path` with an optional bearer token: (status code, body).
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("the HTTP port accepts");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("request written");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_owned())
+}
+
+/// The value of the unlabelled or exactly labelled sample `series` in an exposition.
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample `{series}` in:\n{exposition}"))
+}
+
 fn write_config(dir: &Path, token: &str) -> PathBuf {
     let shard = keys::generate_keys(&dir.join("keys"), "shard").expect("keys");
     let agg = keys::generate_keys(&dir.join("keys"), "agg").expect("keys");
@@ -382,6 +410,45 @@ fn the_status_page_shows_jobs_in_flight_then_completed() {
     std::fs::write(&path, &png).expect("screenshot written");
     eprintln!("screenshot: {} ({} bytes)", path.display(), png.len());
     drop(cdp);
+
+    // What the page showed is what /status and /metrics say, and both need the token.
+    assert_eq!(http_get(&http, "/status", None).0, 401);
+    assert_eq!(http_get(&http, "/metrics", Some("wrong")).0, 401);
+    let (code, body) = http_get(&http, "/status", Some(&token));
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).expect("/status is JSON");
+    assert_eq!(
+        status["in_flight"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+    let proofs = status["recent_proofs"].as_array().expect("recent proofs");
+    let heights: Vec<u64> = proofs.iter().filter_map(|p| p["height"].as_u64()).collect();
+    assert_eq!(heights, (1..=batches).collect::<Vec<_>>());
+    let proof_bytes: u64 = proofs
+        .iter()
+        .filter_map(|p| p["proof_bytes"].as_u64())
+        .sum();
+    let (code, metrics) = http_get(&http, "/metrics", Some(&token));
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&metrics, "epa_proof_size_bytes_count"),
+        batches as f64
+    );
+    assert_eq!(
+        sample(&metrics, "epa_proof_size_bytes_sum"),
+        proof_bytes as f64
+    );
+    for stage in stages {
+        let count = format!("epa_stage_duration_seconds_count{{stage=\"{stage}\"}}");
+        assert_eq!(sample(&metrics, &count), batches as f64, "{stage}");
+        let inf = format!("epa_stage_duration_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}}");
+        assert_eq!(sample(&metrics, &inf), batches as f64, "{stage}");
+    }
+    assert_eq!(
+        sample(&metrics, "epa_node_utilisation_ratio{node=\"0\"}"),
+        0.0
+    );
 
     let mut submit = _submit;
     let status = submit.0.wait().expect("epa submit exits");
