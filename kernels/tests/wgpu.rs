@@ -53,6 +53,10 @@ fn reports_the_adapter_and_its_limits() {
     let Some(b) = backend() else { return };
     let info = b.info();
     assert_eq!(info.name, "wgpu");
+    assert_eq!(
+        b.is_software(),
+        format!("{:?}", b.adapter_info().device_type) == "Cpu"
+    );
     match &info.device {
         Device::Gpu { name, driver, api } => {
             assert!(!name.is_empty() && !api.is_empty());
@@ -378,7 +382,9 @@ fn a_lost_device_is_a_typed_error() {
     let cols = b
         .upload_columns(ColumnMatrix::new(vec![vec![BaseElement::new(7); 64]]).expect("64"))
         .expect("upload");
+    assert!(!b.is_lost());
     b.destroy();
+    assert!(b.is_lost());
     let mut cols = cols;
     match b.ntt(&mut cols) {
         Err(Error::Gpu {

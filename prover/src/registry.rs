@@ -209,6 +209,9 @@ pub struct ProbedBackend {
     pub backend: ProverBackend,
     /// Its kernels backend: name, device (adapter name, driver, API), memory, capabilities.
     pub info: BackendInfo,
+    /// A software implementation of a GPU API on the CPU (such as Mesa's lavapipe): usable
+    /// and bit-exact, but slower than the CPU kernels, so [`pick_backend`] does not prefer it.
+    pub software: bool,
 }
 
 /// The prover backends usable on this host, in preference order from the least preferred:
@@ -223,6 +226,7 @@ pub fn probe() -> Vec<ProbedBackend> {
         out.push(ProbedBackend {
             backend: ProverBackend::Cpu,
             info: cpu.info(),
+            software: false,
         });
     }
     #[cfg(feature = "wgpu")]
@@ -230,17 +234,19 @@ pub fn probe() -> Vec<ProbedBackend> {
         out.push(ProbedBackend {
             backend: ProverBackend::Wgpu,
             info: w.info(),
+            software: w.is_software(),
         });
     }
     out
 }
 
 /// Picks the prover backend from the configuration's allowed names (`[backends] allowed`:
-/// `cpu`, `wgpu`, `cuda`) and what [`probe`] found: the most preferred backend that is both
-/// allowed and present, in the order cuda > wgpu > cpu, and [`ProverBackend::Cpu`] when none
-/// is (the CPU kernels are the fallback of every configuration). `cuda` is accepted and
-/// ignored until the prover has a CUDA backend; unknown names are ignored (the configuration
-/// crate rejects them when it loads the file).
+/// `cpu`, `wgpu`, `cuda`) and what [`probe`] found: the most preferred backend that is
+/// allowed, present and not a software GPU (see [`ProbedBackend::software`]), in the order
+/// cuda > wgpu > cpu, and [`ProverBackend::Cpu`] when none is (the CPU kernels are the
+/// fallback of every configuration). `cuda` is accepted and ignored until the prover has a
+/// CUDA backend; unknown names are ignored (the configuration crate rejects them when it
+/// loads the file).
 pub fn pick_backend<S: AsRef<str>>(allowed: &[S], probed: &[ProbedBackend]) -> ProverBackend {
     let is_allowed = |name: &str| allowed.iter().any(|a| a.as_ref().trim() == name);
     // Preference order, most preferred first.
@@ -252,20 +258,21 @@ pub fn pick_backend<S: AsRef<str>>(allowed: &[S], probed: &[ProbedBackend]) -> P
     order
         .iter()
         .copied()
-        .find(|b| is_allowed(b.name()) && probed.iter().any(|p| p.backend == *b))
+        .find(|b| is_allowed(b.name()) && probed.iter().any(|p| p.backend == *b && !p.software))
         .unwrap_or(ProverBackend::Cpu)
 }
 
 /// The process's wgpu kernels backend: opened on first use (the best adapter with
 /// `SHADER_INT64`, see `kernels::WgpuBackend::new`) and shared by every later proof, since
 /// opening a device and compiling its shaders costs far more than a small proof. A failed
-/// open is not cached: the next call tries again.
+/// open is not cached, and a lost device (driver reset, [`kernels::WgpuBackend::destroy`]) is
+/// replaced by a freshly opened one: the next call tries again.
 #[cfg(feature = "wgpu")]
 pub fn shared_wgpu() -> Result<std::sync::Arc<kernels::WgpuBackend>, Error> {
     use std::sync::{Arc, Mutex};
     static SHARED: Mutex<Option<Arc<kernels::WgpuBackend>>> = Mutex::new(None);
     let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(b) = slot.as_ref() {
+    if let Some(b) = slot.as_ref().filter(|b| !b.is_lost()) {
         return Ok(Arc::clone(b));
     }
     let b = Arc::new(kernels::WgpuBackend::new()?);
@@ -478,6 +485,7 @@ mod tests {
             .map(|&backend| ProbedBackend {
                 backend,
                 info: info.clone(),
+                software: false,
             })
             .collect()
     }
@@ -501,6 +509,13 @@ mod tests {
             assert_eq!(pick_backend(&[" wgpu ", "cpu"], &both), ProverBackend::Wgpu);
             assert_eq!(pick_backend(&["cpu", "cuda"], &both), ProverBackend::Cpu);
             assert_eq!(pick_backend(&["cpu", "opencl"], &both), ProverBackend::Cpu);
+            // A software GPU (lavapipe) is never preferred to the CPU kernels.
+            let mut lavapipe = both.clone();
+            lavapipe[1].software = true;
+            assert_eq!(
+                pick_backend(&["cpu", "wgpu"], &lavapipe),
+                ProverBackend::Cpu
+            );
         }
     }
 

@@ -36,7 +36,8 @@ fn gpu() -> Option<Arc<WgpuBackend>> {
     }
 }
 
-/// Serialises the tests that read the process-wide fallback counter.
+/// Serialises the tests of this file: they read the process-wide fallback counter and one of
+/// them replaces the shared device.
 fn counter_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -78,8 +79,8 @@ fn assert_same_as_stock(
 
 #[test]
 fn wgpu_proofs_are_byte_identical_to_stock() {
+    let _serial = counter_lock();
     let Some(gpu) = gpu() else { return };
-    let _counter = counter_lock();
     let before = cpu_fallbacks_total();
     let mut rng = fresh_rng();
     for request in requests(&mut rng) {
@@ -116,6 +117,7 @@ fn wgpu_proofs_are_byte_identical_to_stock() {
 /// groups, row ranges); the proofs do not change.
 #[test]
 fn a_tiny_buffer_budget_chunks_the_work_and_keeps_the_bytes() {
+    let _serial = counter_lock();
     if gpu().is_none() {
         return;
     }
@@ -125,7 +127,6 @@ fn a_tiny_buffer_budget_chunks_the_work_and_keeps_the_bytes() {
             .with_buffer_budget(4096),
     );
     assert_eq!(small.buffer_budget(), 4096);
-    let _counter = counter_lock();
     let before = cpu_fallbacks_total();
     let mut rng = fresh_rng();
     for request in requests(&mut rng) {
@@ -150,6 +151,7 @@ fn a_tiny_buffer_budget_chunks_the_work_and_keeps_the_bytes() {
 /// proof is still byte-identical.
 #[test]
 fn a_lost_device_falls_back_to_the_cpu() {
+    let _serial = counter_lock();
     if gpu().is_none() {
         return;
     }
@@ -160,7 +162,6 @@ fn a_lost_device_falls_back_to_the_cpu() {
         seed: random_word(&mut rng),
         steps: 8,
     };
-    let _counter = counter_lock();
     let before = cpu_fallbacks_total();
     assert_same_as_stock(
         &request,
@@ -175,9 +176,36 @@ fn a_lost_device_falls_back_to_the_cpu() {
     assert!(reason.contains("device lost"), "{reason}");
 }
 
+/// A lost shared device is replaced by a fresh one on the next call, and proofs on it need no
+/// fallback.
+#[test]
+fn a_lost_shared_device_is_reopened() {
+    let _serial = counter_lock();
+    let Some(first) = gpu() else { return };
+    first.destroy();
+    assert!(first.is_lost());
+    let second = registry::shared_wgpu().expect("the adapter is still there");
+    assert!(!second.is_lost());
+    assert!(!Arc::ptr_eq(&first, &second));
+    let before = cpu_fallbacks_total();
+    let request = ProveRequest::RescueChain {
+        seed: random_word(&mut fresh_rng()),
+        steps: 8,
+    };
+    assert_same_as_stock(
+        &request,
+        Preset::Fast96.into(),
+        HashId::Rp64_256,
+        second,
+        "reopened device",
+    );
+    assert_eq!(cpu_fallbacks_total(), before);
+}
+
 /// `probe` finds the wgpu backend on this host and `pick_backend` prefers it when allowed.
 #[test]
 fn probe_reports_wgpu_and_pick_prefers_it() {
+    let _serial = counter_lock();
     if gpu().is_none() {
         return;
     }
@@ -189,9 +217,16 @@ fn probe_reports_wgpu_and_pick_prefers_it() {
         .expect("probe lists wgpu when an adapter opens");
     assert_eq!(wgpu.info.name, "wgpu");
     assert!(wgpu.info.capabilities.merkle_blake3 && wgpu.info.capabilities.merkle_rp64_256);
+    assert_eq!(wgpu.software, gpu().expect("checked above").is_software());
+    // A real GPU is preferred; a software one (lavapipe in CI) is not.
+    let preferred = if wgpu.software {
+        ProverBackend::Cpu
+    } else {
+        ProverBackend::Wgpu
+    };
     assert_eq!(
         registry::pick_backend(&["cpu", "wgpu", "cuda"], &probed),
-        ProverBackend::Wgpu
+        preferred
     );
     assert_eq!(
         registry::pick_backend(&["cpu"], &probed),

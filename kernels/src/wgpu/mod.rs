@@ -419,6 +419,21 @@ impl WgpuBackend {
         &self.limits
     }
 
+    /// Whether the adapter is a software implementation on the CPU (such as Mesa's lavapipe):
+    /// correct, but slower than the CPU backend, so not a backend to prefer for speed.
+    pub fn is_software(&self) -> bool {
+        self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the device has been lost (destroyed, reset by the driver): every later
+    /// operation fails with [`Error::Gpu`], and a new backend must be opened.
+    pub fn is_lost(&self) -> bool {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Destroys the device, as a driver reset or a failing GPU would: every later operation
     /// returns [`Error::Gpu`]. For taking a device out of service and for fault-injection
     /// tests.
