@@ -526,18 +526,19 @@ fn demo(args: &DemoArgs) -> Result<()> {
 }
 
 fn run(args: &RunArgs) -> Result<()> {
-    use crate::appliance::{Appliance, Settings};
+    use crate::appliance::{Appliance, Settings, Tuning};
     use std::io::Write as _;
     let cfg = firmware_config::Config::load_with_env(&args.config, std::env::vars())?;
     crate::logging::init(&cfg.logging.format, &cfg.logging.level);
     let settings = Settings::from_config(&cfg)?;
+    let tuning = Tuning::from_config(&cfg)?;
     let data_dir = settings.data_dir.clone();
     let http_options = node_lite::http::HttpOptions {
         bearer_token: cfg.http.bearer_token.clone(),
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let appliance = Appliance::start_with(settings, http_options).await?;
+        let appliance = Appliance::start_tuned(settings, http_options, tuning).await?;
         tracing::info!(
             quic = %appliance.quic_addr(),
             http = %appliance
@@ -554,6 +555,10 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         println!("epa: certificate fingerprint {}", appliance.fingerprint());
         println!("epa: appliance key id {}", key_id.to_hex());
+        for (shard, ids) in appliance.kem_key_ids() {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            println!("epa: shard {shard} ML-KEM key ids {}", ids.join(", "));
+        }
         if appliance.recovered() > 0 {
             println!(
                 "epa: rewrote acceptance records of {} journaled batches",
@@ -586,6 +591,7 @@ fn keys_generate(out: &std::path::Path, name: &str) -> Result<()> {
     ] {
         println!("{what:<24} {}", path.display());
     }
+    println!("{:<24} {}", "ML-KEM-768 key id", keys.kem_key_id);
     Ok(())
 }
 

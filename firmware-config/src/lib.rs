@@ -440,8 +440,14 @@ fn one() -> u32 {
 pub struct Shard {
     /// Shard number.
     pub id: u32,
-    /// File holding the shard's ML-KEM-768 decapsulation key (transactions are encrypted to it).
+    /// File holding the shard's ML-KEM-768 decapsulation key (transactions are encrypted to it;
+    /// transactions of format version 1, which name no key, are opened with it).
     pub kem_key: PathBuf,
+    /// More ML-KEM-768 decapsulation key files active for the shard while keys rotate:
+    /// transactions of format version 2 name their key by id and are opened with the matching
+    /// one. Retire a key by removing its file from the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kem_keys: Vec<PathBuf>,
 }
 
 const PRESETS: &[&str] = &["fast-96", "secure-128"];
@@ -650,6 +656,14 @@ impl Config {
                     "give each shard one [[shards]] entry",
                 ));
             }
+            let mut files = BTreeSet::from([&s.kem_key]);
+            if let Some(dup) = s.kem_keys.iter().find(|k| !files.insert(*k)) {
+                return Err(invalid(
+                    &format!("shards[{i}].kem_keys"),
+                    format!("lists `{}` twice (or repeats kem_key)", dup.display()),
+                    "list each active key file of the shard once",
+                ));
+            }
         }
         let mut tenant_ids = BTreeSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
@@ -830,6 +844,7 @@ pub fn schema_entries() -> Vec<(String, &'static str)> {
         shards: vec![Shard {
             id: 0,
             kem_key: "k".into(),
+            kem_keys: vec!["k2".into()],
         }],
         ..Config::default()
     };

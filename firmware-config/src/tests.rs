@@ -141,6 +141,10 @@ fn semantic_errors_name_field_and_fix() {
             "`shards[1].id` repeats shard 1",
         ),
         (
+            "version = 1\n[[shards]]\nid = 1\nkem_key = \"a\"\nkem_keys = [\"b\", \"a\"]\n",
+            "`shards[0].kem_keys` lists `a` twice",
+        ),
+        (
             "version = 1\n[[tenants]]\nid = \"a\"\npublic_key = \"k\"\nweight = 0\n",
             "`tenants[0].weight` is 0",
         ),
@@ -392,7 +396,9 @@ mod props {
             c.storage.block_cache_mib = cache;
             c.logging.level = level.into();
             c.backends.simd = simd.into();
-            c.shards.push(Shard { id: 3, kem_key: "k".into() });
+            c.shards.push(Shard {
+                id: 3, kem_key: "k".into(), kem_keys: vec!["k2".into(), "k3".into()],
+            });
             c.tenants.push(Tenant {
                 id: "t".into(), public_key: "p".into(), weight, reserved_share: share,
                 max_queued: Some(weight), max_submits_per_second: share, shards: vec![3],

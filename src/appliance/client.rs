@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crypto::dsa::mldsa65;
 use crypto::kem::mlkem768;
-use crypto::seal::{TxContext, seal_transaction};
+use crypto::seal::{TxContext, seal_transaction_keyed};
 use crypto::smt::{MemStore, Smt};
 use node_lite::client::Client;
 use node_lite::wire::{Batch, Commitment, JobId, Limits, RejectCode};
@@ -207,7 +207,8 @@ impl SimAggregator {
         let mut sealed = Vec::with_capacity(txs.len() + raw.len());
         for tx in txs {
             sealed.push(
-                seal_transaction(&self.shard_key, &tx.to_bytes(), &ctx, &mut self.rng)?.to_bytes(),
+                seal_transaction_keyed(&self.shard_key, &tx.to_bytes(), &ctx, &mut self.rng)?
+                    .to_bytes(),
             );
         }
         let n = sealed.len() + raw.len();

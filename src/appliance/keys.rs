@@ -12,6 +12,10 @@
 //! | `tls.cert.der`, `tls.key.der` | the appliance's certificate (DER) and PKCS#8 key |
 //!
 //! Secret files are created with mode 0600 and never overwritten.
+//!
+//! Every ML-KEM-768 key has a [`KeyId`] (the first 8 bytes of SHA3-256 of its encapsulation
+//! key): a shard may have several active keys while they rotate ([`ShardKeys`]), and sealed
+//! transactions of format version 2 name the key they were sealed to.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crypto::dsa::{self, mldsa65};
 use crypto::kem::mlkem768;
+pub use crypto::seal::KeyId;
 use node_lite::tls::Identity;
 
 use super::Error;
@@ -151,7 +156,10 @@ pub fn secret_files(cfg: &firmware_config::Config) -> Vec<PathBuf> {
             .clone()
             .unwrap_or_else(|| data_dir.join(TLS_KEY_FILE)),
     ];
-    out.extend(cfg.shards.iter().map(|s| s.kem_key.clone()));
+    for s in &cfg.shards {
+        out.push(s.kem_key.clone());
+        out.extend(s.kem_keys.iter().cloned());
+    }
     out.retain(|p| p.exists());
     out
 }
@@ -178,6 +186,8 @@ pub struct GeneratedKeys {
     pub kem_secret: PathBuf,
     /// ML-KEM-768 encapsulation key.
     pub kem_public: PathBuf,
+    /// The ML-KEM-768 key's id (what version 2 transactions sealed to it carry).
+    pub kem_key_id: KeyId,
 }
 
 /// Generates an ML-DSA-65 and an ML-KEM-768 key pair named `name` under `dir` (created if
@@ -199,6 +209,7 @@ pub fn generate_keys(dir: &Path, name: &str) -> Result<GeneratedKeys, Error> {
         dsa_public: dir.join(format!("{name}.mldsa65.pk")),
         kem_secret: dir.join(format!("{name}.mlkem768.dk")),
         kem_public: dir.join(format!("{name}.mlkem768.ek")),
+        kem_key_id: KeyId::of(&kem_pair.encapsulation_key),
     };
     write_new_file(&out.dsa_secret, &seed[..], 0o600)?;
     write_new_file(&out.dsa_public, dsa_pair.verifying_key.as_bytes(), 0o644)?;
@@ -213,6 +224,79 @@ pub fn generate_keys(dir: &Path, name: &str) -> Result<GeneratedKeys, Error> {
         0o644,
     )?;
     Ok(out)
+}
+
+/// The active ML-KEM-768 keys of one shard: the primary key (it opens transactions of format
+/// version 1, which name no key) and every key by its [`KeyId`] (the primary included).
+#[derive(Clone)]
+pub struct ShardKeys {
+    primary: KeyId,
+    by_id: std::collections::BTreeMap<KeyId, std::sync::Arc<mlkem768::DecapsulationKey>>,
+}
+
+impl std::fmt::Debug for ShardKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardKeys")
+            .field("primary", &self.primary.to_string())
+            .field(
+                "active",
+                &self.ids().map(|i| i.to_string()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ShardKeys {
+    /// One active key.
+    pub fn new(primary: mlkem768::DecapsulationKey) -> Self {
+        let id = KeyId::of_decapsulation_key(&primary);
+        Self {
+            primary: id,
+            by_id: [(id, std::sync::Arc::new(primary))].into(),
+        }
+    }
+
+    /// The primary key and `more` active keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if two of the keys are the same key (same id).
+    pub fn with_more(
+        primary: mlkem768::DecapsulationKey,
+        more: impl IntoIterator<Item = mlkem768::DecapsulationKey>,
+    ) -> Result<Self, Error> {
+        let mut keys = Self::new(primary);
+        for dk in more {
+            let id = KeyId::of_decapsulation_key(&dk);
+            if keys.by_id.insert(id, std::sync::Arc::new(dk)).is_some() {
+                return Err(Error::Config(format!(
+                    "ML-KEM key {id} is listed twice for one shard; list each key file once"
+                )));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The id of the primary key.
+    pub fn primary_id(&self) -> KeyId {
+        self.primary
+    }
+
+    /// The primary key.
+    pub fn primary(&self) -> &std::sync::Arc<mlkem768::DecapsulationKey> {
+        self.by_id
+            .get(&self.primary)
+            .expect("the primary key is always in the map (inserted by new, never removed)")
+    }
+
+    /// The active key with id `id`.
+    pub fn get(&self, id: &KeyId) -> Option<&std::sync::Arc<mlkem768::DecapsulationKey>> {
+        self.by_id.get(id)
+    }
+
+    /// The ids of every active key, ascending.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.by_id.keys().copied()
+    }
 }
 
 /// Loads the appliance identity from `configured`, or from `data_dir/identity.mldsa65.sk`,

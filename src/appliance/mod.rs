@@ -88,6 +88,182 @@ pub struct Settings {
     pub max_queued_bytes_per_tenant: u64,
 }
 
+/// What the configuration tunes beyond [`Settings`] ([`Appliance::start_tuned`]): the keys a
+/// shard rotates through, RocksDB, the CPU instruction set, NUMA, GPU memory and the tenants'
+/// shares. The default is what a configuration without those keys gives.
+#[derive(Default)]
+pub struct Tuning {
+    /// More active ML-KEM-768 keys per shard besides [`Settings::shard_keys`]
+    /// (`shards[].kem_keys`).
+    pub shard_extra_keys: BTreeMap<u32, Vec<mlkem768::DecapsulationKey>>,
+    /// RocksDB options of the store (`[storage]`).
+    pub store: scheduler::StoreOptions,
+    /// The CPU instruction set of the decap kernels (`backends.simd`; `None` for `auto`);
+    /// `EPA_SIMD` still wins when set.
+    pub simd: Option<kernels::Isa>,
+    /// Memory budget of each GPU in bytes (`backends.device_memory_budget_mib`; 0: 80% of
+    /// each device).
+    pub device_memory_budget: u64,
+    /// `numa.policy = "none"`: no pinned pools.
+    pub unpinned: bool,
+    /// `numa.policy = "bind"`: only these nodes.
+    pub numa_nodes: Option<Vec<usize>>,
+    /// `tenants[].weight` (tenants not listed weigh 1).
+    pub tenant_weights: BTreeMap<String, u32>,
+    /// `tenants[].reserved_share`, percent of the workers.
+    pub tenant_reserved_share: BTreeMap<String, u32>,
+    /// `tenants[].max_queued`.
+    pub tenant_max_queued: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Debug for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extra: BTreeMap<u32, Vec<String>> = self
+            .shard_extra_keys
+            .iter()
+            .map(|(s, ks)| {
+                let ids = ks
+                    .iter()
+                    .map(|k| keys::KeyId::of_decapsulation_key(k).to_string());
+                (*s, ids.collect())
+            })
+            .collect();
+        f.debug_struct("Tuning")
+            .field("shard_extra_keys", &extra)
+            .field("store", &self.store)
+            .field("simd", &self.simd)
+            .field("device_memory_budget", &self.device_memory_budget)
+            .field("unpinned", &self.unpinned)
+            .field("numa_nodes", &self.numa_nodes)
+            .field("tenant_weights", &self.tenant_weights)
+            .field("tenant_reserved_share", &self.tenant_reserved_share)
+            .field("tenant_max_queued", &self.tenant_max_queued)
+            .finish()
+    }
+}
+
+impl Tuning {
+    /// The tuning a validated configuration asks for; reads the extra shard key files.
+    ///
+    /// # Errors
+    /// [`Error::KeyFile`] for unreadable or malformed key files, [`Error::Config`] for values
+    /// this build cannot use.
+    pub fn from_config(cfg: &firmware_config::Config) -> Result<Self, Error> {
+        let mut shard_extra_keys = BTreeMap::new();
+        for s in cfg.shards.iter().filter(|s| !s.kem_keys.is_empty()) {
+            let loaded = s
+                .kem_keys
+                .iter()
+                .map(|p| keys::load_kem_secret(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            shard_extra_keys.insert(s.id, loaded);
+        }
+        let st = &cfg.storage;
+        let mib = |v: u32| (v as usize) << 20;
+        let store = scheduler::StoreOptions {
+            block_cache_bytes: mib(st.block_cache_mib),
+            write_buffer_bytes: mib(st.write_buffer_mib),
+            max_background_jobs: i32::try_from(st.max_background_jobs).unwrap_or(i32::MAX),
+            max_open_files: match st.max_open_files {
+                0 => None,
+                n => Some(i32::try_from(n).unwrap_or(i32::MAX)),
+            },
+        };
+        let simd = match cfg.backends.simd.as_str() {
+            "auto" => None,
+            other => Some(
+                other
+                    .parse::<kernels::Isa>()
+                    .map_err(|e| Error::Config(format!("backends.simd: {e}")))?,
+            ),
+        };
+        let numa_nodes = (cfg.numa.policy == "bind")
+            .then(|| cfg.numa.nodes.iter().map(|n| *n as usize).collect());
+        let by_tenant = |f: &dyn Fn(&firmware_config::Tenant) -> Option<u32>| {
+            cfg.tenants
+                .iter()
+                .filter_map(|t| f(t).map(|v| (t.id.clone(), v)))
+                .collect::<BTreeMap<String, u32>>()
+        };
+        Ok(Self {
+            shard_extra_keys,
+            store,
+            simd,
+            device_memory_budget: cfg
+                .backends
+                .device_memory_budget_mib
+                .saturating_mul(1 << 20),
+            unpinned: cfg.numa.policy == "none",
+            numa_nodes,
+            tenant_weights: by_tenant(&|t| Some(t.weight)),
+            tenant_reserved_share: by_tenant(&|t| {
+                (t.reserved_share > 0).then_some(t.reserved_share)
+            }),
+            tenant_max_queued: by_tenant(&|t| t.max_queued)
+                .into_iter()
+                .map(|(t, n)| (t, n as usize))
+                .collect(),
+        })
+    }
+
+    /// The scheduler configuration `base` with this tuning applied for `workers` threads.
+    pub fn apply(&self, base: scheduler::Config) -> scheduler::Config {
+        let workers = base.workers;
+        let mut tenant_weights = base.tenant_weights;
+        tenant_weights.extend(
+            self.tenant_weights
+                .iter()
+                .map(|(t, w)| (t.clone(), (*w).max(1))),
+        );
+        scheduler::Config {
+            tenant_weights,
+            tenant_reserved_workers: self
+                .tenant_reserved_share
+                .iter()
+                .map(|(t, pct)| (t.clone(), workers * *pct as usize / 100))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            tenant_max_queued_jobs: self
+                .tenant_max_queued
+                .iter()
+                .map(|(t, n)| (t.clone(), (*n).max(1)))
+                .collect(),
+            store: self.store.clone(),
+            pin_threads: base.pin_threads && !self.unpinned,
+            numa_nodes: self.numa_nodes.clone(),
+            gpu_memory_budget: self.device_memory_budget,
+            ..base
+        }
+    }
+
+    /// The active ML-KEM keys of every shard: `primary` (from [`Settings::shard_keys`]) plus
+    /// this tuning's extra keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a shard lists one key twice, or has extra keys but no primary.
+    pub fn shard_keys(
+        &mut self,
+        primary: BTreeMap<u32, mlkem768::DecapsulationKey>,
+    ) -> Result<BTreeMap<u32, keys::ShardKeys>, Error> {
+        if let Some(s) = self
+            .shard_extra_keys
+            .keys()
+            .find(|s| !primary.contains_key(s))
+        {
+            return Err(Error::Config(format!(
+                "shard {s} has extra ML-KEM keys but no primary kem_key"
+            )));
+        }
+        primary
+            .into_iter()
+            .map(|(s, dk)| {
+                let more = self.shard_extra_keys.remove(&s).unwrap_or_default();
+                Ok((s, keys::ShardKeys::with_more(dk, more)?))
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
@@ -195,7 +371,7 @@ pub struct Metrics {
     /// Transactions applied.
     pub txs_valid: AtomicU64,
     /// Transactions skipped, by [`Invalid`] code (index = code - 1).
-    pub txs_invalid: [AtomicU64; 8],
+    pub txs_invalid: [AtomicU64; Invalid::ALL.len()],
     /// Resubmissions of an accepted batch, answered with its job id (no second job).
     pub batches_duplicate: AtomicU64,
     /// The QUIC server's counters (limits, authentication), exported as `epa_quic_*`; set
@@ -671,6 +847,7 @@ pub struct Appliance {
     appliance_key: mldsa65::VerifyingKey,
     metrics: Arc<Metrics>,
     recovered: u64,
+    kem_key_ids: BTreeMap<u32, Vec<keys::KeyId>>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -698,15 +875,25 @@ impl Appliance {
     /// # Errors
     /// Store, key, socket or configuration errors.
     pub async fn start_with(settings: Settings, http_options: HttpOptions) -> Result<Self, Error> {
+        Self::start_tuned(settings, http_options, Tuning::default()).await
+    }
+
+    /// As [`start_with`](Self::start_with), with the configuration's [`Tuning`] (rotating
+    /// shard keys, RocksDB, SIMD, NUMA, GPU memory, tenant shares).
+    ///
+    /// # Errors
+    /// Store, key, socket or configuration errors.
+    pub async fn start_tuned(
+        settings: Settings,
+        http_options: HttpOptions,
+        mut tuning: Tuning,
+    ) -> Result<Self, Error> {
         let metrics = Arc::new(Metrics::default());
         let observations = Arc::new(Observations::default());
         let limits = settings.server.limits;
         let executor = stages::BatchExecutor {
-            shard_keys: settings
-                .shard_keys
-                .into_iter()
-                .map(|(s, k)| (s, Arc::new(k)))
-                .collect(),
+            shard_keys: tuning.shard_keys(settings.shard_keys)?,
+            kem_backend: stages::kem_backend(tuning.simd),
             signing_key: settings.identity.signing_key.clone(),
             depth: settings.depth,
             preset: settings.preset,
@@ -715,6 +902,11 @@ impl Appliance {
             metrics: Arc::clone(&metrics),
         };
         let shards: BTreeSet<u32> = executor.shard_keys.keys().copied().collect();
+        let kem_key_ids = executor
+            .shard_keys
+            .iter()
+            .map(|(s, k)| (*s, k.ids().collect()))
+            .collect();
         let mut tenant_weights = BTreeMap::new();
         for a in &settings.aggregators {
             tenant_weights.insert(a.tenant.clone(), 1);
@@ -728,6 +920,7 @@ impl Appliance {
             tenant_weights,
             ..scheduler::Config::default()
         };
+        let config = tuning.apply(config);
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::KeyFile {
             path: data_dir.clone(),
@@ -792,7 +985,14 @@ impl Appliance {
             appliance_key: settings.identity.verifying_key,
             metrics,
             recovered,
+            kem_key_ids,
         })
+    }
+
+    /// The ids of the active ML-KEM keys of every shard, ascending (what `/status` lists;
+    /// see `docs/configuration.md`, key rotation).
+    pub fn kem_key_ids(&self) -> &BTreeMap<u32, Vec<keys::KeyId>> {
+        &self.kem_key_ids
     }
 
     /// The QUIC address.

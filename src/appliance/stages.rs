@@ -21,6 +21,7 @@ use scheduler::{
 };
 
 use super::codec::{Decapped, Executed, Proved, witnesses_from_bytes, word_to_bytes};
+use super::keys::{KeyId, ShardKeys};
 use super::tx::{self, Invalid, Tx};
 use super::{Error, Metrics};
 
@@ -36,7 +37,10 @@ pub(crate) const DETERMINISTIC: [u8; 32] = [0u8; 32];
 
 /// What the executor needs: keys, proof settings, wire limits.
 pub(crate) struct BatchExecutor {
-    pub shard_keys: BTreeMap<u32, Arc<mlkem768::DecapsulationKey>>,
+    /// Every shard's active ML-KEM keys (several while keys rotate).
+    pub shard_keys: BTreeMap<u32, ShardKeys>,
+    /// The CPU kernels backend of batch decapsulation (`None`: the reference, one by one).
+    pub kem_backend: Option<Arc<kernels::CpuBackend>>,
     pub signing_key: mldsa65::SigningKey,
     pub depth: u8,
     pub preset: Preset,
@@ -45,22 +49,26 @@ pub(crate) struct BatchExecutor {
     pub metrics: Arc<Metrics>,
 }
 
-/// The CPU kernels backend used for batch decapsulation, probed once; `None` if it cannot be
-/// built on this machine.
-fn kem_backend() -> Option<&'static kernels::CpuBackend> {
-    static BACKEND: std::sync::OnceLock<Option<kernels::CpuBackend>> = std::sync::OnceLock::new();
-    BACKEND
-        .get_or_init(|| kernels::CpuBackend::new().ok())
-        .as_ref()
+/// The CPU kernels backend for batch decapsulation: the instruction set `EPA_SIMD` names when
+/// it is set (tests pin it so), else `simd` (`backends.simd`), else the best of this CPU;
+/// `None` if it cannot be built on this machine (the reference decapsulates then).
+pub(crate) fn kem_backend(simd: Option<kernels::Isa>) -> Option<Arc<kernels::CpuBackend>> {
+    let env_set = std::env::var_os(kernels::cpu::SIMD_ENV).is_some_and(|v| !v.is_empty());
+    let backend = match simd {
+        Some(isa) if !env_set => kernels::CpuBackend::with_isa(isa),
+        _ => kernels::CpuBackend::new(),
+    };
+    backend.ok().map(Arc::new)
 }
 
 /// ML-KEM-768 decapsulation of every ciphertext, in order: the batch kernel when it is
 /// available, else the reference one by one (bit-exact either way, implicit rejection included).
 fn decap_all(
+    backend: Option<&kernels::CpuBackend>,
     dk: &mlkem768::DecapsulationKey,
     ciphertexts: &[mlkem768::Ciphertext],
 ) -> Vec<crypto::kem::SharedSecret> {
-    if let Some(backend) = kem_backend()
+    if let Some(backend) = backend
         && let Ok(secrets) = kernels::Backend::decap_batch(backend, dk, ciphertexts)
         && secrets.len() == ciphertexts.len()
     {
@@ -79,7 +87,7 @@ impl BatchExecutor {
             Request::SubmitBatch(b) => b,
             other => return Err(fatal(format!("a batch job holds a {other:?} request"))),
         };
-        let dk = self.shard_keys.get(&batch.shard).ok_or_else(|| {
+        let keys = self.shard_keys.get(&batch.shard).ok_or_else(|| {
             fatal(format!(
                 "shard {} has no ML-KEM key configured",
                 batch.shard
@@ -90,26 +98,47 @@ impl BatchExecutor {
             shard: batch.shard,
             batch: batch.seq,
         };
-        // Parse every transaction, decapsulate all ciphertexts in one batch on the CPU kernels
-        // (the key is unpacked once per batch), then open each payload with its secret.
-        let parsed: Vec<Result<EncryptedTx, Invalid>> = batch
+        // Parse every transaction and pick its key (version 2 names it; version 1 uses the
+        // primary), decapsulate each key's ciphertexts in one batch on the CPU kernels (the
+        // key is unpacked once per batch), then open each payload with its secret.
+        let parsed: Vec<Result<(EncryptedTx, KeyId), Invalid>> = batch
             .txs
             .iter()
-            .map(|bytes| EncryptedTx::from_bytes(bytes).map_err(|_| Invalid::Malformed))
+            .map(|bytes| {
+                let sealed = EncryptedTx::from_bytes(bytes).map_err(|_| Invalid::Malformed)?;
+                let id = sealed.key_id().unwrap_or(keys.primary_id());
+                if keys.get(&id).is_none() {
+                    return Err(Invalid::UnknownKey);
+                }
+                Ok((sealed, id))
+            })
             .collect();
-        let ciphertexts: Vec<mlkem768::Ciphertext> = parsed
-            .iter()
-            .filter_map(|p| p.as_ref().ok().map(|s| s.kem_ciphertext().clone()))
-            .collect();
+        let mut by_key: BTreeMap<KeyId, Vec<mlkem768::Ciphertext>> = BTreeMap::new();
+        for (sealed, id) in parsed.iter().flatten() {
+            by_key
+                .entry(*id)
+                .or_default()
+                .push(sealed.kem_ciphertext().clone());
+        }
         // Secrets are zeroized on drop, whichever path produced them.
-        let mut secrets = decap_all(dk, &ciphertexts).into_iter();
+        let mut secrets: BTreeMap<KeyId, std::vec::IntoIter<crypto::kem::SharedSecret>> = by_key
+            .iter()
+            .filter_map(|(id, cts)| {
+                let dk = keys.get(id)?;
+                Some((
+                    *id,
+                    decap_all(self.kem_backend.as_deref(), dk, cts).into_iter(),
+                ))
+            })
+            .collect();
         let txs = parsed
             .into_iter()
             .map(|p| {
-                let sealed = p?;
+                let (sealed, id) = p?;
                 let ss = secrets
-                    .next()
-                    .expect("decap_all returns one secret per parsed ciphertext");
+                    .get_mut(&id)
+                    .and_then(Iterator::next)
+                    .expect("decap_all returns one secret per parsed ciphertext of each key");
                 let plain =
                     open_with_shared_secret(&ss, &sealed, &ctx).map_err(|_| Invalid::Open)?;
                 Tx::from_bytes(&plain)
@@ -321,5 +350,316 @@ impl StageExecutor for BatchExecutor {
                 "stage {stage} of a {kind:?} job is not handled by this appliance"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crypto::seal::{seal_transaction, seal_transaction_keyed};
+    use rand::{Rng, SeedableRng};
+
+    fn executor(
+        shard: u32,
+        keys: ShardKeys,
+        simd: Option<kernels::Isa>,
+    ) -> (BatchExecutor, mldsa65::KeyPair) {
+        let dsa = mldsa65::KeyPair::from_seed(&[7; 32]);
+        let exec = BatchExecutor {
+            shard_keys: [(shard, keys)].into(),
+            kem_backend: kem_backend(simd),
+            signing_key: dsa.signing_key.clone(),
+            depth: 8,
+            preset: Preset::Fast96,
+            hash: HashId::Rp64_256,
+            limits: Limits::default(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        (exec, dsa)
+    }
+
+    /// A stored batch job payload holding `txs` for `shard`.
+    fn payload(shard: u32, seq: u64, txs: Vec<Vec<u8>>, dsa: &mldsa65::KeyPair) -> Vec<u8> {
+        let limits = Limits::default();
+        let batch = Batch::sign(
+            shard,
+            seq,
+            [0; 32],
+            txs,
+            &dsa.signing_key,
+            &dsa.verifying_key,
+            &DETERMINISTIC,
+            &limits,
+        )
+        .expect("a small batch signs");
+        Request::SubmitBatch(batch)
+            .encode(&limits)
+            .expect("a small batch encodes")
+    }
+
+    fn decap(exec: &BatchExecutor, input: &[u8]) -> Vec<Result<Tx, Invalid>> {
+        let out = exec.decap(input).expect("the decap stage runs");
+        Decapped::from_bytes(&out.output).expect("decap output").txs
+    }
+
+    fn random_tx(rng: &mut impl Rng) -> Tx {
+        Tx::Deposit {
+            to: rng.r#gen(),
+            amount: rng.gen_range(0..1 << 40),
+        }
+    }
+
+    /// Two active keys: transactions sealed to either (version 2) and unkeyed ones (version 1,
+    /// the primary) all open, in batch order. Retire the old key: its transactions are
+    /// rejected as `UnknownKey`, the others still open.
+    #[test]
+    fn keys_rotate_per_transaction_and_retired_keys_are_rejected() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(rand::random());
+        let shard = rng.r#gen();
+        let seq = rng.gen_range(1..1000);
+        let mut seeds = [[0u8; 64]; 2];
+        seeds.iter_mut().for_each(|s| rng.fill(&mut s[..]));
+        let old = mlkem768::KeyPair::from_seed(&seeds[0]);
+        let new = mlkem768::KeyPair::from_seed(&seeds[1]);
+        let ctx = TxContext { shard, batch: seq };
+        let mut want = Vec::new();
+        let mut wire = Vec::new();
+        for i in 0..12 {
+            let tx = random_tx(&mut rng);
+            let sealed = match i % 3 {
+                0 => seal_transaction_keyed(&old.encapsulation_key, &tx.to_bytes(), &ctx, &mut rng),
+                1 => seal_transaction_keyed(&new.encapsulation_key, &tx.to_bytes(), &ctx, &mut rng),
+                _ => seal_transaction(&new.encapsulation_key, &tx.to_bytes(), &ctx, &mut rng),
+            }
+            .expect("seal");
+            want.push((i % 3, tx));
+            wire.push(sealed.to_bytes());
+        }
+        let both = ShardKeys::with_more(
+            new.decapsulation_key.clone(),
+            [old.decapsulation_key.clone()],
+        )
+        .expect("two distinct keys");
+        let mut ids: Vec<KeyId> = both.ids().collect();
+        ids.sort();
+        let mut expect_ids = vec![
+            KeyId::of(&old.encapsulation_key),
+            KeyId::of(&new.encapsulation_key),
+        ];
+        expect_ids.sort();
+        assert_eq!(ids, expect_ids);
+        let (exec, dsa) = executor(shard, both, None);
+        let input = payload(shard, seq, wire.clone(), &dsa);
+        let opened = decap(&exec, &input);
+        assert_eq!(
+            opened,
+            want.iter().map(|(_, tx)| Ok(*tx)).collect::<Vec<_>>()
+        );
+
+        // The old key retired: only its transactions are rejected, with the typed reason.
+        let (exec, _) = executor(shard, ShardKeys::new(new.decapsulation_key.clone()), None);
+        let opened = decap(&exec, &input);
+        for ((kind, tx), got) in want.iter().zip(&opened) {
+            if *kind == 0 {
+                assert_eq!(*got, Err(Invalid::UnknownKey));
+            } else {
+                assert_eq!(*got, Ok(*tx));
+            }
+        }
+        // A key listed twice is a configuration error, not a silent duplicate.
+        assert!(matches!(
+            ShardKeys::with_more(
+                new.decapsulation_key.clone(),
+                [new.decapsulation_key.clone()]
+            ),
+            Err(Error::Config(_))
+        ));
+    }
+
+    /// `backends.simd` picks the decap kernels' instruction set (unless `EPA_SIMD` is set, which
+    /// wins for tests), and the result is the same on every instruction set.
+    #[test]
+    fn the_simd_setting_selects_the_decap_kernels() {
+        let env_set = std::env::var_os(kernels::cpu::SIMD_ENV).is_some_and(|v| !v.is_empty());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(rand::random());
+        let pair = mlkem768::KeyPair::from_seed(&[3; 64]);
+        let ctx = TxContext { shard: 1, batch: 1 };
+        let txs: Vec<Tx> = (0..5).map(|_| random_tx(&mut rng)).collect();
+        let wire: Vec<Vec<u8>> = txs
+            .iter()
+            .map(|t| {
+                seal_transaction_keyed(&pair.encapsulation_key, &t.to_bytes(), &ctx, &mut rng)
+                    .expect("seal")
+                    .to_bytes()
+            })
+            .collect();
+        let mut input = None;
+        for isa in kernels::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            let (exec, dsa) =
+                executor(1, ShardKeys::new(pair.decapsulation_key.clone()), Some(isa));
+            let backend = exec.kem_backend.as_ref().expect("a supported ISA builds");
+            if !env_set {
+                assert_eq!(backend.isa(), isa);
+            }
+            let input = input
+                .get_or_insert_with(|| payload(1, 1, wire.clone(), &dsa))
+                .clone();
+            assert_eq!(
+                decap(&exec, &input),
+                txs.iter().map(|t| Ok(*t)).collect::<Vec<_>>(),
+                "{isa}"
+            );
+        }
+    }
+
+    struct Noop;
+
+    /// Holds every stage until opened (jobs stay unfinished meanwhile).
+    #[derive(Default)]
+    struct Gate(std::sync::Mutex<bool>, std::sync::Condvar);
+
+    impl Gate {
+        fn open(&self) {
+            *self.0.lock().expect("gate lock") = true;
+            self.1.notify_all();
+        }
+    }
+
+    impl StageExecutor for Gate {
+        fn run(
+            &self,
+            _ctx: &StageContext<'_>,
+            _job: &Job,
+            _stage: Stage,
+            input: &[u8],
+        ) -> Result<StageOutcome, StageFailure> {
+            let mut open = self.0.lock().expect("gate lock");
+            while !*open {
+                open = self.1.wait(open).expect("gate lock");
+            }
+            Ok(StageOutcome::new(input.to_vec()))
+        }
+    }
+
+    impl StageExecutor for Noop {
+        fn run(
+            &self,
+            _ctx: &StageContext<'_>,
+            _job: &Job,
+            _stage: Stage,
+            input: &[u8],
+        ) -> Result<StageOutcome, StageFailure> {
+            Ok(StageOutcome::new(input.to_vec()))
+        }
+    }
+
+    /// The configuration's `[storage]`, `[numa]`, `[backends]` and `tenants[]` keys reach the
+    /// scheduler the appliance opens, and each changes what it does.
+    #[test]
+    fn configuration_keys_reach_the_scheduler() {
+        use super::super::Tuning;
+        let mut rng = rand::thread_rng();
+        let cache_mib = rng.gen_range(8..64u32);
+        let budget_mib = rng.gen_range(1..4096u64);
+        let max_queued = rng.gen_range(1..4u32);
+        let text = format!(
+            "version = 1\n\
+             [storage]\nblock_cache_mib = {cache_mib}\nwrite_buffer_mib = 2\nmax_background_jobs = 3\nmax_open_files = 500\n\
+             [backends]\ndevice_memory_budget_mib = {budget_mib}\nsimd = \"scalar\"\n\
+             [numa]\npolicy = \"bind\"\nnodes = [0]\n\
+             [[tenants]]\nid = \"a\"\npublic_key = \"a.pk\"\nweight = 7\nreserved_share = 50\nmax_queued = {max_queued}\n\
+             [[tenants]]\nid = \"b\"\npublic_key = \"b.pk\"\n"
+        );
+        let cfg = firmware_config::Config::parse(&text, "test.toml").expect("valid");
+        let tuning = Tuning::from_config(&cfg).expect("usable");
+        assert_eq!(tuning.simd, Some(kernels::Isa::Scalar));
+        let mut topology = scheduler::Topology::single_node(2, 64 << 30);
+        topology.gpus.push(scheduler::GpuDevice {
+            pci_address: "0000:01:00.0".into(),
+            vendor_id: 0x1002,
+            device_id: 1,
+            node: Some(0),
+            memory_bytes: 64 << 30,
+        });
+        let base = scheduler::Config {
+            workers: 2,
+            topology: Some(topology),
+            sync_every_stage: false,
+            ..scheduler::Config::default()
+        };
+        let config = tuning.apply(base);
+        assert_eq!(config.tenant_weights.get("a"), Some(&7));
+        assert_eq!(config.tenant_weights.get("b"), Some(&1));
+        assert_eq!(
+            config.tenant_reserved_workers.get("a"),
+            Some(&1),
+            "50% of 2 workers"
+        );
+        assert_eq!(config.numa_nodes, Some(vec![0]));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sched = scheduler::Scheduler::open(dir.path(), config, Arc::new(Noop)).expect("opens");
+        // [storage]: RocksDB runs with the configured block cache.
+        assert_eq!(
+            sched.store().property("rocksdb.block-cache-capacity"),
+            Some(((cache_mib as usize) << 20).to_string())
+        );
+        // [backends] device_memory_budget_mib: the GPU's admission budget.
+        assert_eq!(sched.snapshot().gpus[0].memory_budget, budget_mib << 20);
+        // tenants[].max_queued: the tenant's own queue limit.
+        sched.stop_admitting();
+        drop(sched);
+        let cfg_limit = scheduler::Config {
+            workers: 1,
+            topology: Some(scheduler::Topology::single_node(1, 64 << 30)),
+            ..scheduler::Config::default()
+        };
+        let gate = Arc::new(Gate::default());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sched = scheduler::Scheduler::open(dir.path(), tuning.apply(cfg_limit), gate.clone())
+            .expect("opens");
+        let job = |tenant: &str| scheduler::JobSpec {
+            tenant: tenant.into(),
+            kind: JobKind::Proving,
+            ordering_key: None,
+            payload: vec![0; 8],
+        };
+        for _ in 0..max_queued {
+            sched.submit(job("a")).expect("under tenant a's limit");
+        }
+        match sched.submit(job("a")) {
+            Err(scheduler::SchedulerError::Busy { max_jobs, .. }) => {
+                assert_eq!(max_jobs, max_queued as usize);
+            }
+            other => panic!("expected Busy at tenant a's limit, got {other:?}"),
+        }
+        sched
+            .submit(job("b"))
+            .expect("tenant b keeps the default limit");
+        gate.open();
+        assert!(sched.wait_idle(std::time::Duration::from_secs(20)));
+        // [numa] bind to a node the machine lacks: refused with the field named.
+        let mut bad = cfg.clone();
+        bad.numa.nodes = vec![9];
+        let config = Tuning::from_config(&bad)
+            .expect("usable")
+            .apply(scheduler::Config {
+                workers: 1,
+                topology: Some(scheduler::Topology::single_node(1, 1 << 30)),
+                ..scheduler::Config::default()
+            });
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            scheduler::Scheduler::open(dir.path(), config, Arc::new(Noop)),
+            Err(scheduler::SchedulerError::InvalidConfig {
+                field: "numa_nodes",
+                ..
+            })
+        ));
+        // policy = "none": no pinning.
+        let mut none = cfg;
+        none.numa.policy = "none".into();
+        let t = Tuning::from_config(&none).expect("usable");
+        assert!(!t.apply(scheduler::Config::default()).pin_threads);
+        assert!(tuning.apply(scheduler::Config::default()).pin_threads);
     }
 }

@@ -126,11 +126,14 @@ pub enum Invalid {
     Overflow = 7,
     /// The account leaf holds a value that is not an account (never written by these rules).
     CorruptAccount = 8,
+    /// The transaction names an ML-KEM key (format version 2) that is not active for its
+    /// shard: retired, or never configured.
+    UnknownKey = 9,
 }
 
 impl Invalid {
     /// Every reason, in code order.
-    pub const ALL: [Invalid; 8] = [
+    pub const ALL: [Invalid; 9] = [
         Invalid::Malformed,
         Invalid::Open,
         Invalid::Encoding,
@@ -139,6 +142,7 @@ impl Invalid {
         Invalid::SameAccount,
         Invalid::Overflow,
         Invalid::CorruptAccount,
+        Invalid::UnknownKey,
     ];
 
     /// The stored code.
@@ -162,6 +166,7 @@ impl Invalid {
             Invalid::SameAccount => "same_account",
             Invalid::Overflow => "overflow",
             Invalid::CorruptAccount => "corrupt_account",
+            Invalid::UnknownKey => "unknown_key",
         }
     }
 }
