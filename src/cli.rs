@@ -17,7 +17,8 @@
 //! * `epa doctor [--json] [--config FILE]` checks the host (see [`crate::doctor`]).
 //! * `epa bench --suite kernels [--quick] [--json PATH]` times our kernels and proofs against
 //!   their anchors (winter-math, Plonky3 `p3-dft`, winter-crypto, stock winterfell) side by
-//!   side and prints a table (see the `epa-benches` crate).
+//!   side and prints a table (see the `epa-benches` crate); `epa bench --suite kem` times
+//!   ML-KEM-768 batch decapsulation against libcrux and aws-lc-rs.
 //! * `epa submit ...` signs and sends batches of random transactions to a running appliance;
 //!   `epa subscribe ...` prints its verified commitments. Both authenticate the connection with
 //!   an ML-DSA-65 tenant key (`submit --key`, the aggregator's; `subscribe --key`, a
@@ -261,7 +262,7 @@ struct SubscribeArgs {
 /// Arguments of `epa bench`.
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// The suite to run (`kernels`).
+    /// The suite to run (`kernels` or `kem`).
     #[arg(long, default_value = "kernels")]
     suite: String,
     /// Small sizes (about a minute).

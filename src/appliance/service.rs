@@ -105,6 +105,7 @@ fn reject(code: RejectCode, message: impl Into<String>, limits: &Limits) -> Resp
 }
 
 fn internal(e: impl std::fmt::Display, limits: &Limits) -> Response {
+    tracing::error!(error = %e, "request failed internally; the client was told to retry");
     reject(
         RejectCode::Internal,
         format!("the appliance failed internally: {e}; retry later"),
