@@ -19,7 +19,9 @@
 //! 3. Every allocation is checked against the device's memory budget first and refused with
 //!    [`Error::DeviceMemory`]; every driver error becomes [`Error::Cuda`], never a panic.
 //!
-//! BLAKE3 commitments: see [`Backend::commit_rows_blake3`] on [`CudaBackend`].
+//! Both commitments (`Rp64_256` and BLAKE3-256) hash rows and build the tree on the device; a
+//! BLAKE3 row wider than the kernel's chunk stack (2^31 elements) is hashed on the CPU and only
+//! its tree is built on the device.
 
 mod mlkem;
 mod ops;
@@ -131,7 +133,8 @@ const ARCHES: &[((i32, i32), &str)] = &[
     ((12, 0), "compute_120"),
 ];
 
-/// The newest architecture of [`ARCHES`] not above the compute capability `cc`.
+/// The newest virtual architecture the kernels are compiled for (`compute_70` .. `compute_120`)
+/// not above the compute capability `cc`; `None` below 7.0.
 pub fn arch_for(cc: (i32, i32)) -> Option<&'static str> {
     ARCHES.iter().rev().find(|(c, _)| *c <= cc).map(|&(_, a)| a)
 }
