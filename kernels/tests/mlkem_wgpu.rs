@@ -17,6 +17,7 @@ use crypto::kem::{
     mlkem768::{Ciphertext, DecapsulationKey, KeyPair},
 };
 use epa_kernels::{Backend, Error, WgpuBackend};
+use proptest::prelude::*;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
@@ -148,6 +149,27 @@ fn random_batches_match_reference() {
             .map(|&k| ciphertext(&mut rng, &pair, &other, k))
             .collect();
         check(b, &pair.decapsulation_key, &cts, &format!("batch of {n}"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Any mix of ciphertext kinds, in any order, under any key equals the reference.
+    #[test]
+    fn any_batch_matches_reference(
+        seed in any::<u64>(),
+        kinds in proptest::collection::vec(0usize..5, 1..24),
+    ) {
+        let Some(b) = backend() else { return Ok(()) };
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let pair = random_pair(&mut rng);
+        let other = random_pair(&mut rng);
+        let cts: Vec<Ciphertext> = kinds
+            .iter()
+            .map(|&k| ciphertext(&mut rng, &pair, &other, KINDS[k]))
+            .collect();
+        check(b, &pair.decapsulation_key, &cts, &format!("seed {seed}"));
     }
 }
 

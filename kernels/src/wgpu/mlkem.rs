@@ -548,6 +548,21 @@ mod tests {
         assert!(chunk_len(&b) >= 1 && chunk_len(&b) <= MAX_CHUNK);
     }
 
+    /// Releasing a secret buffer on a device that was lost meanwhile does not panic, and the
+    /// next batch is a typed error.
+    #[test]
+    fn clearing_on_a_lost_device_does_not_panic() {
+        let Some(b) = backend() else { return };
+        let buf = b.upload("secret test", &[7u64; 8]).expect("upload");
+        let s = Secret { b: &b, buf };
+        b.destroy();
+        drop(s);
+        let pair = KeyPair::from_seed(&[5u8; 64]);
+        let (ct, _) = pair.encapsulation_key.encapsulate(&[6u8; 32]);
+        let got = decap_batch(&b, &pair.decapsulation_key, &[ct]);
+        assert!(matches!(got, Err(Error::Gpu { .. })), "got {got:?}");
+    }
+
     /// A secret buffer reads back as zeros once it has been cleared.
     #[test]
     fn secret_buffers_are_cleared() {
