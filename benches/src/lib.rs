@@ -16,6 +16,9 @@
 //! * `prove/<air>/<hash>`: whole proofs, [`prover::accel::AccelComponents`] on the CPU backend
 //!   against stock winterfell's default components (preset `fast-96`).
 //!
+//! The `kem` suite ([`run_kem`], module [`kem`]) times ML-KEM-768 batch decapsulation, ours
+//! against `libcrux-ml-kem` and `aws-lc-rs` single operations, on one thread and on all.
+//!
 //! Plonky3 is an anchor only: it is a normal dependency of this crate (the suite is a library
 //! the `epa` binary runs), not of any crate on the proving path. Its DFT output is left in the
 //! bit-reversed view `dft_batch` returns (no reordering is timed), which favours the anchor.
@@ -30,6 +33,8 @@
 //! `anchor_peak_rss_bytes` after the anchor's (the whole process, inputs included). Where the
 //! reset is refused, [`Machine::peak_rss_method`] says so and the figures are process peaks.
 #![forbid(unsafe_code)]
+
+pub mod kem;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -60,7 +65,7 @@ use winter_math::{FieldElement, StarkField, fft};
 #[non_exhaustive]
 pub enum Error {
     /// A suite name that does not exist.
-    #[error("unknown bench suite `{name}`: the only suite is `kernels`")]
+    #[error("unknown bench suite `{name}`: the suites are `kernels` and `kem`")]
     UnknownSuite {
         /// The name asked for.
         name: String,
@@ -91,6 +96,27 @@ pub enum Error {
         /// The anchor.
         anchor: &'static str,
     },
+    /// An implementation decapsulated to secrets other than the reference's.
+    #[error(
+        "`{workload}` at batch {size}: `{implementation}` gave shared secrets that differ from \
+         the reference ML-KEM-768 (crypto::kem); its timing is not reported"
+    )]
+    KemMismatch {
+        /// The workload.
+        workload: String,
+        /// The batch size.
+        size: usize,
+        /// The implementation that differed.
+        implementation: String,
+    },
+    /// Something the suite needs could not be set up (a thread pool, an anchor's key).
+    #[error("bench setup failed: {what}: {reason}")]
+    Setup {
+        /// What was being set up.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// A winter-crypto Merkle tree could not be built.
     #[error("winter-crypto Merkle tree failed for `{workload}`: {reason}")]
     Merkle {
@@ -114,6 +140,8 @@ pub struct SuiteOptions {
     pub rescue_steps: Vec<u64>,
     /// Updates per smt-update batch (depth-32 tree).
     pub smt_updates: Vec<usize>,
+    /// ML-KEM-768 decapsulation batch sizes of the `kem` suite.
+    pub kem_batches: Vec<usize>,
     /// Timed runs per side after one warm-up; the best counts.
     pub repeats: usize,
 }
@@ -128,6 +156,7 @@ impl SuiteOptions {
             merkle_log_sizes: vec![14, 16, 18, 20],
             rescue_steps: vec![1 << 10, 1 << 13],
             smt_updates: vec![16, 64],
+            kem_batches: vec![1, 64, 1024, 16384],
             repeats: 3,
         }
     }
@@ -140,6 +169,7 @@ impl SuiteOptions {
             merkle_log_sizes: vec![12, 14],
             rescue_steps: vec![1 << 8],
             smt_updates: vec![4],
+            kem_batches: vec![1, 64, 1024],
             repeats: 2,
         }
     }
@@ -152,6 +182,7 @@ impl SuiteOptions {
             merkle_log_sizes: vec![6],
             rescue_steps: vec![8],
             smt_updates: vec![1],
+            kem_batches: vec![1, 8],
             repeats: 1,
         }
     }
@@ -193,11 +224,11 @@ pub struct Versions {
 /// One measured case.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
-    /// The suite (`kernels`).
+    /// The suite (`kernels` or `kem`).
     pub suite: String,
     /// The workload, e.g. `ntt`, `lde-16col`, `merkle-rp64`, `prove/rescue-chain/rp64-256`.
     pub workload: String,
-    /// Size: elements per column, leaves or trace rows.
+    /// Size: elements per column, leaves, trace rows or ciphertexts per batch.
     pub size: usize,
     /// Our backend, e.g. `cpu-avx2`.
     pub backend: String,
@@ -269,10 +300,11 @@ impl Report {
     }
 }
 
-/// Runs a suite by name (`kernels`).
+/// Runs a suite by name (`kernels` or `kem`).
 pub fn run_suite(name: &str, options: &SuiteOptions) -> Result<Report, Error> {
     match name {
         "kernels" => run_kernels(options),
+        "kem" => run_kem(options),
         other => Err(Error::UnknownSuite {
             name: other.to_owned(),
         }),
@@ -334,6 +366,22 @@ pub fn run_kernels(options: &SuiteOptions) -> Result<Report, Error> {
     Ok(Report {
         machine: machine(simd, &rss),
         results: suite.results,
+    })
+}
+
+/// Runs the `kem` suite (see [`kem`]) on the CPU backend (`EPA_SIMD` or the best instruction
+/// set of this CPU) and the probed devices that decapsulate.
+pub fn run_kem(options: &SuiteOptions) -> Result<Report, Error> {
+    let backend = Arc::new(CpuBackend::new().map_err(|source| Error::Kernel {
+        workload: "backend setup".into(),
+        source,
+    })?);
+    let mut rss = Rss::probe();
+    let mut results = Vec::new();
+    kem::run(options, &backend, &mut rss, &mut results)?;
+    Ok(Report {
+        machine: machine(backend.isa().to_string(), &rss),
+        results,
     })
 }
 

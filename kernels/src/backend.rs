@@ -257,6 +257,13 @@ pub trait Backend: Send + Sync {
     /// What this backend is.
     fn info(&self) -> BackendInfo;
 
+    /// Which implementation [`Backend::decap_batch`] runs on this backend, e.g.
+    /// `libcrux-avx2-unpacked` on the CPU; `None` where the backend does not say (or does not
+    /// decapsulate).
+    fn kem_implementation(&self) -> Option<String> {
+        None
+    }
+
     /// Moves a host column matrix to the device.
     fn upload_columns(&self, host: ColumnMatrix) -> Result<Self::Columns, Error>;
 

@@ -154,12 +154,25 @@ fn backend_info_reports_the_kem_path() {
             KemPath::detect()
         };
         assert_eq!(cpu.kem_path(), expected);
+        assert_eq!(
+            cpu.kem_implementation().as_deref(),
+            Some(expected.implementation())
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         assert_eq!(KemPath::detect(), KemPath::Avx2);
         let best = CpuBackend::with_isa(Isa::best()).expect("best ISA");
         assert_eq!(best.kem_path(), KemPath::Avx2);
+        assert_eq!(
+            best.kem_implementation().as_deref(),
+            Some("libcrux-avx2-unpacked")
+        );
+        let scalar = CpuBackend::with_isa(Isa::Scalar).expect("scalar");
+        assert_eq!(
+            scalar.kem_implementation().as_deref(),
+            Some("libcrux-portable-unpacked")
+        );
     }
 }
 

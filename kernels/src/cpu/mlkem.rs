@@ -50,6 +50,16 @@ impl KemPath {
             KemPath::Avx2 => "avx2",
         }
     }
+
+    /// The implementation that decapsulates a batch of two or more ciphertexts on this path,
+    /// as [`crate::Backend::kem_implementation`] reports it: `libcrux-avx2-unpacked` or
+    /// `libcrux-portable-unpacked` (the key unpacked once per batch).
+    pub fn implementation(self) -> &'static str {
+        match self {
+            KemPath::Portable => "libcrux-portable-unpacked",
+            KemPath::Avx2 => "libcrux-avx2-unpacked",
+        }
+    }
 }
 
 impl fmt::Display for KemPath {

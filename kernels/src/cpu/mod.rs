@@ -265,6 +265,10 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn kem_implementation(&self) -> Option<String> {
+        Some(self.kem_path.implementation().to_owned())
+    }
+
     fn upload_columns(&self, host: ColumnMatrix) -> Result<ColumnMatrix, Error> {
         Ok(host)
     }
