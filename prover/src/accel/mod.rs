@@ -152,6 +152,8 @@ impl AccelHash for Rp64_256 {
 }
 
 impl AccelHash for Blake3_256<BaseElement> {
+    // Rows hashed on the backend (the data stays on the device); `tests/accel.rs` (every CPU
+    // instruction set) and `tests/accel_wgpu.rs` check the proofs against stock winterfell.
     const ROWS_ON_BACKEND: bool = true;
 
     fn commit_rows<B: Backend>(backend: &B, rows: &B::Rows) -> Result<MerkleTree<Self>, Error> {
