@@ -204,6 +204,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails must not leave its appliance running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `epa run --config <config>` and waits for its ready line, reading the address and the
 /// fingerprint it prints: a store that does not open clean never gets there.
 pub fn start(config: &Path) -> Running {
