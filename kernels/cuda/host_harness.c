@@ -147,29 +147,53 @@ int main(void) {
             free(tw);
             free(x);
         } else if (!strcmp(op, "lde")) {
-            // lde log_n log_blowup cols hi_len tw[n] lo[blowup << 10] hi[blowup * hi_len]
-            //     coeffs[cols * n] passes...
+            // lde log_n log_blowup cols group hi_len tw[n] lo[blowup << 10] hi[blowup * hi_len]
+            //     coeffs[cols * n] passes...: column groups of at most `group` columns, one
+            //     after the other, as the backend runs them under a small memory budget.
             u32 log_n = (u32)rd();
             u32 log_blowup = (u32)rd();
             u64 cols = rd();
+            u64 group = rd();
             u64 hi_len = rd();
             u64 n = 1ull << log_n;
             u64 blowup = 1ull << log_blowup;
-            u64 total = cols * n * blowup;
+            u64 big = n * blowup;
             u64 *tw = rd_vec(n);
             u64 *lo = rd_vec(blowup << SHIFT_LO_BITS);
             u64 *hi = rd_vec(blowup * hi_len);
             u64 *coeffs = rd_vec(cols * n);
-            u64 *scratch = (u64 *)malloc(total * sizeof(u64));
-            u64 *rows = (u64 *)malloc(total * sizeof(u64));
-            for (u64 i = 0; i < total; i++) {
-                lde_prep_one(coeffs, lo, hi, scratch, log_n, log_blowup, hi_len, i);
+            u64 npasses = rd();
+            u64 plan[64 * 3];
+            if (npasses > 64) {
+                fprintf(stderr, "host_harness: too many passes\n");
+                exit(2);
             }
-            run_dif(scratch, tw, log_n, cols * blowup);
-            for (u64 i = 0; i < total; i++) {
-                lde_transpose_one(scratch, rows, log_n, log_blowup, (u32)cols, i);
+            for (u64 p = 0; p < npasses * 3; p++) {
+                plan[p] = rd();
             }
-            out_vec(rows, total);
+            u64 *scratch = (u64 *)malloc(big * group * sizeof(u64));
+            u64 *rows = (u64 *)malloc(big * cols * sizeof(u64));
+            for (u64 c0 = 0; c0 < cols; c0 += group) {
+                u64 g = cols - c0 < group ? cols - c0 : group;
+                for (u64 i = 0; i < big * g; i++) {
+                    lde_prep_one(coeffs + c0 * n, lo, hi, scratch, log_n, log_blowup, hi_len, i);
+                }
+                for (u64 p = 0; p < npasses; p++) {
+                    u32 s = (u32)plan[3 * p], r = (u32)plan[3 * p + 1], c = (u32)plan[3 * p + 2];
+                    u64 words = 1ull << (r + c);
+                    u64 tiles_per_col = n / words;
+                    u64 *sh = (u64 *)malloc(words * sizeof(u64));
+                    for (u64 tile = 0; tile < tiles_per_col * g * blowup; tile++) {
+                        ntt_dif_tile(scratch, tw, log_n, s, r, c, tiles_per_col, tile, sh, 0, 1);
+                    }
+                    free(sh);
+                }
+                for (u64 i = 0; i < big * g; i++) {
+                    lde_transpose_one(scratch, rows, log_n, log_blowup, (u32)g, (u32)c0,
+                                      (u32)cols, i);
+                }
+            }
+            out_vec(rows, big * cols);
             free(tw);
             free(lo);
             free(hi);

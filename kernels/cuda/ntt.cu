@@ -41,12 +41,13 @@ extern "C" __global__ void lde_prep(const u64 *coeffs, const u64 *pw_lo, const u
     }
 }
 
-// Last step of the coset LDE (see `lde_transpose_one`): one thread per output word
-// (coalesced writes, scattered reads). Memory traffic: 16 B per LDE word.
+// Last step of the coset LDE (see `lde_transpose_one`) for columns [col0, col0 + gcols) of
+// an `out_cols`-column row-major output: one thread per word of the group (writes in runs of
+// `gcols` words, scattered reads). Memory traffic: 16 B per LDE word.
 extern "C" __global__ void lde_transpose(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup,
-                                         u32 cols, u64 total) {
+                                         u32 gcols, u32 col0, u32 out_cols, u64 total) {
     const u64 idx = thread_index();
     if (idx < total) {
-        lde_transpose_one(src, dst, log_n, log_blowup, cols, idx);
+        lde_transpose_one(src, dst, log_n, log_blowup, gcols, col0, out_cols, idx);
     }
 }

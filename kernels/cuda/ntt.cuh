@@ -103,17 +103,18 @@ EPA_HD void lde_prep_one(const u64 *coeffs, const u64 *pw_lo, const u64 *pw_hi, 
     out[idx] = gl_mul(coeffs[(c << log_n) + p], gl_mul(lo, hi));
 }
 
-// Word `idx` of the last LDE step: the DIF outputs (column-major, `blowup` bit-reversed
-// cosets of `n` per column) to the row-major LDE matrix, row `t + blowup * i` holding point
-// `i` of coset `t`.
-EPA_HD void lde_transpose_one(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup, u32 cols,
-                              u64 idx) {
-    const u64 row = idx / cols;
-    const u64 c = idx % cols;
+// Word `idx` of the last LDE step for a group of `gcols` columns starting at column `col0`:
+// the DIF outputs (column-major, `blowup` bit-reversed cosets of `n` per column) to the
+// row-major LDE matrix of `out_cols` columns, row `t + blowup * i` holding point `i` of coset
+// `t`.
+EPA_HD void lde_transpose_one(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup, u32 gcols,
+                              u32 col0, u32 out_cols, u64 idx) {
+    const u64 row = idx / gcols;
+    const u64 c = idx % gcols;
     const u64 t = row & ((1ull << log_blowup) - 1ull);
     const u32 i = (u32)(row >> log_blowup);
     const u64 seg = (c << log_blowup) + t;
-    dst[idx] = src[(seg << log_n) + gl_rev_bits(i, log_n)];
+    dst[row * out_cols + col0 + c] = src[(seg << log_n) + gl_rev_bits(i, log_n)];
 }
 
 #endif

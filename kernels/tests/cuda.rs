@@ -189,6 +189,32 @@ fn work_above_the_memory_budget_is_refused() {
     }
 }
 
+/// A budget that holds the LDE output but not the scratch of every column makes the LDE run
+/// in column groups; the rows do not change.
+#[test]
+fn a_small_budget_runs_the_lde_in_column_groups() {
+    if backend().is_none() {
+        return;
+    }
+    let mut b = CudaBackend::new().expect("a second backend on the same device");
+    let cpu = cpu();
+    let mut rng = ChaCha20Rng::seed_from_u64(conformance::fresh_seed());
+    let (n, cols, blowup) = (1usize << 12, 5usize, 4usize);
+    let words = (n * blowup * cols) as u64;
+    // Output plus two columns of scratch: groups of 2, 2 and 1.
+    b.set_memory_budget((words + 2 * (n * blowup) as u64) * 8);
+    let data: Vec<Vec<BaseElement>> = (0..cols)
+        .map(|_| conformance::random_elements(&mut rng, n))
+        .collect();
+    let m = ColumnMatrix::new(data).expect("columns");
+    let g = b.upload_columns(m.clone()).expect("upload");
+    let c = cpu.upload_columns(m).expect("upload");
+    let off = BaseElement::GENERATOR;
+    let gl = b.coset_lde(&g, blowup, off).expect("grouped LDE");
+    let cl = cpu.coset_lde(&c, blowup, off).expect("lde");
+    assert_eq!(b.download_rows(&gl).expect("download"), cl);
+}
+
 #[test]
 fn bad_parameters_are_typed_errors() {
     let Some(b) = backend() else { return };

@@ -331,12 +331,13 @@ fn ntt_and_inverse_tile_code_match_winter_math() {
 #[test]
 fn coset_lde_tile_code_matches_winter_math() {
     let mut r = rng("lde");
-    // Small and multi-pass sizes; 2^12 needs more than one high table entry.
+    // Small and multi-pass sizes; 2^12 needs more than one high table entry. Each case also
+    // runs in column groups (as under a small memory budget), uneven ones included.
     let cases = [
         (1u32, 1u32, 2usize),
         (1, 2, 1),
         (3, 3, 3),
-        (6, 2, 2),
+        (6, 2, 5),
         (12, 1, 2),
         (13, 3, 1),
     ];
@@ -351,14 +352,6 @@ fn coset_lde_tile_code_matches_winter_math() {
         let coeffs: Vec<Vec<BaseElement>> = (0..cols)
             .map(|_| (0..n).map(|_| elem(canonical(&mut r))).collect())
             .collect();
-        let (lo, hi, hi_len) = lde_shift_tables(offset, n, blowup);
-        let mut input = format!("lde {log_n:x} {log_blowup:x} {cols:x} {hi_len:x}");
-        hex(&mut input, twiddles(n, false));
-        hex(&mut input, lo);
-        hex(&mut input, hi);
-        hex(&mut input, coeffs.iter().flatten().map(|e| e.inner()));
-        input.push_str(&passes_text(log_n));
-        input.push('\n');
         let big = n * blowup;
         let tw = fft::get_twiddles::<BaseElement>(n);
         let evals: Vec<Vec<BaseElement>> = coeffs
@@ -368,11 +361,22 @@ fn coset_lde_tile_code_matches_winter_math() {
         let expect: Vec<u64> = (0..big)
             .flat_map(|row| evals.iter().map(move |col| col[row].inner()))
             .collect();
-        let got = run(&input);
-        assert_eq!(got.len(), 1);
-        assert!(
-            got[0] == expect,
-            "LDE mismatch: 2^{log_n} x {cols}, blowup {blowup}, offset {offset}"
-        );
+        let (lo, hi, hi_len) = lde_shift_tables(offset, n, blowup);
+        for group in [cols, cols.div_ceil(2), 1] {
+            let mut input = format!("lde {log_n:x} {log_blowup:x} {cols:x} {group:x} {hi_len:x}");
+            hex(&mut input, twiddles(n, false));
+            hex(&mut input, lo.iter().copied());
+            hex(&mut input, hi.iter().copied());
+            hex(&mut input, coeffs.iter().flatten().map(|e| e.inner()));
+            input.push_str(&passes_text(log_n));
+            input.push('\n');
+            let got = run(&input);
+            assert_eq!(got.len(), 1);
+            assert!(
+                got[0] == expect,
+                "LDE mismatch: 2^{log_n} x {cols}, blowup {blowup}, groups of {group}, \
+                 offset {offset}"
+            );
+        }
     }
 }

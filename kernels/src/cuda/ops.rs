@@ -640,44 +640,71 @@ impl Backend for CudaBackend {
             bytes: u64::MAX,
             limit: self.budget,
         })?;
-        // Scratch cosets and the row-major output live at once.
-        self.check_budget("LDE matrix and its scratch", words.saturating_mul(2))?;
+        // The row-major output lives throughout; the coset scratch holds a group of columns at
+        // a time: all of them when the budget allows, fewer (down to one) otherwise.
+        let limit = self.budget.min(
+            self.context()
+                .mem_get_info()
+                .map(|(free, _)| free as u64)
+                .unwrap_or(self.budget),
+        ) / WORD;
+        let per_col = big as u64;
+        let room = limit.saturating_sub(words as u64) / per_col;
+        if room == 0 {
+            return Err(Error::DeviceMemory {
+                what: "LDE matrix and one column of scratch",
+                bytes: (words as u64 + per_col).saturating_mul(WORD),
+                limit: limit * WORD,
+            });
+        }
+        let group = (room.min(cols as u64)) as usize;
         let err = self.drv("coset LDE");
         let log_n = n.ilog2();
         let log_blowup = blowup.ilog2();
         let (lo, hi, hi_len) = lde_shift_tables(offset, n, blowup);
         let lo = self.upload_words("LDE shift powers", &lo)?;
         let hi = self.upload_words("LDE shift powers", &hi)?;
-        let mut scratch = self.scratch("LDE cosets", words)?;
-        let total = words as u64;
         let hi_len = hi_len as u64;
-        let mut b = self.stream.launch_builder(&self.f.lde_prep);
-        b.arg(&coefficients.buf)
-            .arg(&lo)
-            .arg(&hi)
-            .arg(&mut scratch)
-            .arg(&log_n)
-            .arg(&log_blowup)
-            .arg(&hi_len)
-            .arg(&total);
-        // SAFETY: matches `lde_prep` (const u64* x3, u64*, u32, u32, u64, u64); the tables
-        // have `blowup << 10` and `blowup * hi_len` words, the output `total` words.
-        unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
-        if n >= 2 {
-            self.dif(&mut scratch, log_n, cols * blowup, false)?;
-        }
         let mut out = self.scratch("LDE rows", words)?;
-        let cols32 = cols as u32;
-        let mut b = self.stream.launch_builder(&self.f.lde_transpose);
-        b.arg(&scratch)
-            .arg(&mut out)
-            .arg(&log_n)
-            .arg(&log_blowup)
-            .arg(&cols32)
-            .arg(&total);
-        // SAFETY: matches `lde_transpose` (const u64*, u64*, u32, u32, u32, u64); both
-        // buffers hold `total` words.
-        unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+        let mut scratch = self.scratch("LDE cosets", big * group)?;
+        let out_cols = cols as u32;
+        let mut c0 = 0usize;
+        while c0 < cols {
+            let g = group.min(cols - c0);
+            let total = (big * g) as u64;
+            let coeffs = coefficients.buf.slice(c0 * n..(c0 + g) * n);
+            let mut b = self.stream.launch_builder(&self.f.lde_prep);
+            b.arg(&coeffs)
+                .arg(&lo)
+                .arg(&hi)
+                .arg(&mut scratch)
+                .arg(&log_n)
+                .arg(&log_blowup)
+                .arg(&hi_len)
+                .arg(&total);
+            // SAFETY: matches `lde_prep` (const u64* x3, u64*, u32, u32, u64, u64); the
+            // coefficients view holds `g * n` words, the tables `blowup << 10` and
+            // `blowup * hi_len` words, the scratch at least `total = g * big` words.
+            unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+            if n >= 2 {
+                self.dif(&mut scratch, log_n, g * blowup, false)?;
+            }
+            let (g32, c032) = (g as u32, c0 as u32);
+            let mut b = self.stream.launch_builder(&self.f.lde_transpose);
+            b.arg(&scratch)
+                .arg(&mut out)
+                .arg(&log_n)
+                .arg(&log_blowup)
+                .arg(&g32)
+                .arg(&c032)
+                .arg(&out_cols)
+                .arg(&total);
+            // SAFETY: matches `lde_transpose` (const u64*, u64*, u32 x5, u64); the scratch
+            // holds `total` words, the output `big * cols` words of which the group writes
+            // columns [c0, c0 + g) of every row.
+            unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+            c0 += g;
+        }
         self.stream.synchronize().map_err(&err)?;
         self.recycle(scratch);
         Ok(CudaRows {
