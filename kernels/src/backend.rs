@@ -24,13 +24,15 @@ pub enum Device {
         /// Worker threads available to the kernels.
         threads: usize,
     },
-    /// A GPU (or a software Vulkan driver such as Mesa's lavapipe) driven through wgpu.
+    /// A GPU (or a software Vulkan driver such as Mesa's lavapipe) driven through wgpu, or an
+    /// NVIDIA GPU driven through CUDA.
     Gpu {
         /// The adapter's name as the driver reports it.
         name: String,
         /// The driver's name and version.
         driver: String,
-        /// The graphics API wgpu uses for it (Vulkan, Metal, DX12).
+        /// The API used for it: what wgpu uses (Vulkan, Metal, DX12), or `CUDA (compute
+        /// capability X.Y)` for the CUDA backend.
         api: String,
     },
 }
