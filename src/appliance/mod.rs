@@ -101,6 +101,9 @@ pub struct Tuning {
     /// The CPU instruction set of the decap kernels (`backends.simd`; `None` for `auto`);
     /// `EPA_SIMD` still wins when set.
     pub simd: Option<kernels::Isa>,
+    /// The prover backends that may run (`backends.allowed`); empty means the CPU kernels
+    /// only.
+    pub backends_allowed: Vec<String>,
     /// Memory budget of each GPU in bytes (`backends.device_memory_budget_mib`; 0: 80% of
     /// each device).
     pub device_memory_budget: u64,
@@ -132,6 +135,7 @@ impl std::fmt::Debug for Tuning {
             .field("shard_extra_keys", &extra)
             .field("store", &self.store)
             .field("simd", &self.simd)
+            .field("backends_allowed", &self.backends_allowed)
             .field("device_memory_budget", &self.device_memory_budget)
             .field("unpinned", &self.unpinned)
             .field("numa_nodes", &self.numa_nodes)
@@ -189,6 +193,7 @@ impl Tuning {
             shard_extra_keys,
             store,
             simd,
+            backends_allowed: cfg.backends.allowed.clone(),
             device_memory_budget: cfg
                 .backends
                 .device_memory_budget_mib
@@ -204,6 +209,29 @@ impl Tuning {
                 .map(|(t, n)| (t, n as usize))
                 .collect(),
         })
+    }
+
+    /// The prover backend for proofs among `probed` ([`prover::registry::probe`]): the most
+    /// preferred one `backends.allowed` lists (see [`prover::registry::pick_backend`]; a
+    /// software GPU is never preferred), the CPU kernels when none is.
+    pub fn pick_prover_backend(
+        &self,
+        probed: &[prover::registry::ProbedBackend],
+    ) -> prover::registry::ProverBackend {
+        prover::registry::pick_backend(&self.backends_allowed, probed)
+    }
+
+    /// Whether `backends.allowed` names anything besides the CPU kernels.
+    pub fn allows_accelerators(&self) -> bool {
+        self.backends_allowed.iter().any(|b| b != "cpu")
+    }
+
+    /// Whether to probe the accelerators at start: only when one is allowed and the machine
+    /// has GPU hardware (`gpu_hardware`, a display-class PCI device in sysfs). Without one only
+    /// a software GPU could open, which is never preferred to the CPU kernels, and opening it
+    /// would cost start-up time and print the graphics stack's messages.
+    pub fn should_probe(&self, gpu_hardware: bool) -> bool {
+        self.allows_accelerators() && gpu_hardware
     }
 
     /// The scheduler configuration `base` with this tuning applied for `workers` threads.
@@ -891,7 +919,22 @@ impl Appliance {
         let metrics = Arc::new(Metrics::default());
         let observations = Arc::new(Observations::default());
         let limits = settings.server.limits;
+        let gpu_hardware = scheduler::topology::sysfs_gpus(
+            std::path::Path::new("/sys"),
+            std::path::Path::new("/proc"),
+        )
+        .is_ok_and(|gpus| !gpus.is_empty());
+        let prover_backend = if tuning.should_probe(gpu_hardware) {
+            // Probing opens the GPU device (cached for the proofs): blocking work.
+            let probed = tokio::task::spawn_blocking(prover::registry::probe)
+                .await
+                .map_err(|e| Error::Config(format!("probing the prover backends: {e}")))?;
+            tuning.pick_prover_backend(&probed)
+        } else {
+            prover::registry::ProverBackend::Cpu
+        };
         let executor = stages::BatchExecutor {
+            prover_backend,
             shard_keys: tuning.shard_keys(settings.shard_keys)?,
             kem_backend: stages::kem_backend(tuning.simd),
             signing_key: settings.identity.signing_key.clone(),

@@ -41,6 +41,9 @@ pub(crate) struct BatchExecutor {
     pub shard_keys: BTreeMap<u32, ShardKeys>,
     /// The CPU kernels backend of batch decapsulation (`None`: the reference, one by one).
     pub kem_backend: Option<Arc<kernels::CpuBackend>>,
+    /// The prover backend of the prove stage (`backends.allowed`); proofs are byte-identical
+    /// on every backend.
+    pub prover_backend: registry::ProverBackend,
     pub signing_key: mldsa65::SigningKey,
     pub depth: u8,
     pub preset: Preset,
@@ -222,7 +225,8 @@ impl BatchExecutor {
             depth: e.depth,
             witnesses: e.witnesses,
         };
-        let envelope = registry::prove(&request, OptionsChoice::Preset(self.preset), self.hash)
+        let options = OptionsChoice::Preset(self.preset);
+        let envelope = registry::prove_on(&request, options, self.hash, self.prover_backend)
             .and_then(|env| env.to_bytes())
             .map_err(fatal)?;
         let mut writes = WriteSet::new();
@@ -244,7 +248,7 @@ impl BatchExecutor {
             other => return Err(fatal(format!("a proving job holds a {other:?} request"))),
         };
         let (request, options, hash) = proving_request(&pj).map_err(fatal)?;
-        let envelope = registry::prove(&request, options, hash)
+        let envelope = registry::prove_on(&request, options, hash, self.prover_backend)
             .and_then(|env| env.to_bytes())
             .map_err(fatal)?;
         let mut writes = WriteSet::new();
@@ -368,6 +372,7 @@ mod tests {
         let exec = BatchExecutor {
             shard_keys: [(shard, keys)].into(),
             kem_backend: kem_backend(simd),
+            prover_backend: registry::ProverBackend::Cpu,
             signing_key: dsa.signing_key.clone(),
             depth: 8,
             preset: Preset::Fast96,
@@ -661,5 +666,55 @@ mod tests {
         let t = Tuning::from_config(&none).expect("usable");
         assert!(!t.apply(scheduler::Config::default()).pin_threads);
         assert!(tuning.apply(scheduler::Config::default()).pin_threads);
+    }
+
+    /// `backends.allowed` decides the prove stage's backend: a hardware GPU backend when it is
+    /// listed and present, the CPU kernels otherwise (and without probing when only `cpu` is
+    /// listed); a software GPU is never chosen.
+    #[test]
+    fn allowed_backends_pick_the_prover_backend() {
+        use super::super::Tuning;
+        use registry::{ProbedBackend, ProverBackend};
+        let info = kernels::Backend::info(&kernels::CpuBackend::new().expect("the CPU backend"));
+        let probed = |software| {
+            vec![
+                ProbedBackend {
+                    backend: ProverBackend::Cpu,
+                    info: info.clone(),
+                    software: false,
+                },
+                ProbedBackend {
+                    backend: ProverBackend::Wgpu,
+                    info: info.clone(),
+                    software,
+                },
+            ]
+        };
+        let tuning = |allowed: &[&str]| {
+            let mut cfg = firmware_config::Config::default();
+            cfg.backends.allowed = allowed.iter().map(|s| s.to_string()).collect();
+            Tuning::from_config(&cfg).expect("usable")
+        };
+        let all = tuning(&["cpu", "wgpu", "cuda"]);
+        assert!(all.allows_accelerators());
+        assert!(all.should_probe(true));
+        assert!(
+            !all.should_probe(false),
+            "no GPU hardware: nothing to probe"
+        );
+        assert_eq!(all.pick_prover_backend(&probed(false)), ProverBackend::Wgpu);
+        assert_eq!(all.pick_prover_backend(&probed(true)), ProverBackend::Cpu);
+        assert_eq!(
+            all.pick_prover_backend(&probed(false)[..1]),
+            ProverBackend::Cpu
+        );
+        let cpu_only = tuning(&["cpu"]);
+        assert!(!cpu_only.allows_accelerators());
+        assert!(!cpu_only.should_probe(true));
+        assert_eq!(
+            cpu_only.pick_prover_backend(&probed(false)),
+            ProverBackend::Cpu
+        );
+        assert!(!Tuning::default().allows_accelerators());
     }
 }
