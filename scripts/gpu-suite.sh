@@ -4,7 +4,8 @@
 # tests and the byte-identical-proof tests with EPA_REQUIRE_CUDA=1 / EPA_REQUIRE_WGPU=1 (a
 # missing device fails instead of skipping), then `epa bench --suite kernels` in release.
 # Everything it prints is also written under $OUT (when set) or target/gpu-suite/:
-# nvidia-smi.txt, one log per step, bench-kernels.json, and summary.txt (printed last).
+# nvidia-smi.txt, one log per step, cuda-kernels.json, bench-kernels.json, and summary.txt
+# (printed last).
 #
 #   bash scripts/gpu-suite.sh            # everything
 #   EPA_GPU_SUITE_SKIP_BENCH=1 bash scripts/gpu-suite.sh   # tests only
@@ -62,8 +63,11 @@ prover_tests=()
 for t in prover/tests/accel*.rs; do prover_tests+=(--test "$(basename "$t" .rs)"); done
 step prover-accel-tests cargo test --release --locked -p epa-prover "${prover_tests[@]}" -- --nocapture
 
-# 4. The kernels bench suite (CUDA where the suite has it, wgpu, CPU, stock winterfell).
+# 4. Timings: the CUDA kernels at the issue's sizes (each checked against the CPU once), then
+#    the kernels bench suite (wgpu, CPU, stock winterfell; CUDA where the suite has it).
 if [ "${EPA_GPU_SUITE_SKIP_BENCH:-0}" != 1 ]; then
+  step cuda-bench env EPA_CUDA_BENCH=1 EPA_CUDA_BENCH_JSON="$dir/cuda-kernels.json" \
+    cargo test --release --locked -p epa-kernels --test cuda_bench -- --nocapture
   step bench-kernels cargo run --release --locked -- bench --suite kernels --json "$dir/bench-kernels.json"
 fi
 
