@@ -92,6 +92,15 @@ pub trait Service: Send + Sync + 'static {
         let _ = peer;
         Ok(format!("key-{}", &KeyId::of(key).to_hex()[..16]))
     }
+
+    /// The submission rate limit of `tenant` (submissions per second, the burst one second's
+    /// worth) when it has its own, replacing [`ServerConfig::submissions_per_second`] and
+    /// [`ServerConfig::submission_burst`] for it; `Some(0)` exempts the tenant. The default
+    /// gives every tenant the server's limit.
+    fn submission_rate(&self, tenant: &str) -> Option<u32> {
+        let _ = tenant;
+        None
+    }
 }
 
 /// Server limits and timeouts.
@@ -571,12 +580,16 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one token from `tenant`'s bucket; `false` if it is empty.
-    fn take(&self, tenant: &str, now: Instant) -> bool {
-        if self.rate == 0 {
+    /// Takes one token from `tenant`'s bucket; `false` if it is empty. `own_rate` is the
+    /// tenant's own limit ([`Service::submission_rate`]; its burst is one second's worth).
+    fn take(&self, tenant: &str, own_rate: Option<u32>, now: Instant) -> bool {
+        let (rate, burst) = match own_rate {
+            Some(rate) => (rate, rate),
+            None => (self.rate, self.burst),
+        };
+        if rate == 0 {
             return true;
         }
-        let (rate, burst) = (self.rate, self.burst);
         let full = u64::from(burst.max(1)) * 1000;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
@@ -940,11 +953,21 @@ impl<S: Service> StreamCtx<S> {
                 Some(a) => a.tenant.clone(),
                 None => format!("ip:{}", self.peer.addr.ip()),
             };
-            if !self.shared.buckets.take(&tenant, Instant::now()) {
+            let own_rate = self
+                .auth
+                .get()
+                .and_then(|_| self.service.submission_rate(&tenant));
+            if !self.shared.buckets.take(&tenant, own_rate, Instant::now()) {
                 ServerStats::inc(&self.stats.rate_limited);
+                let (rate, burst) = own_rate.map_or(
+                    (
+                        self.config.submissions_per_second,
+                        self.config.submission_burst,
+                    ),
+                    |r| (r, r),
+                );
                 let msg = format!(
-                    "submission rate of `{tenant}` is over {} a second (burst {}); slow down and retry",
-                    self.config.submissions_per_second, self.config.submission_burst
+                    "submission rate of `{tenant}` is over {rate} a second (burst {burst}); slow down and retry"
                 );
                 self.refuse(&mut send, RejectCode::Busy, &msg).await;
                 return;
@@ -1128,5 +1151,44 @@ impl<S: Service> StreamCtx<S> {
         write_message(uni, &Push::Commitment(c), &self.config.limits).await?;
         ServerStats::inc(&self.stats.commitments_pushed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    /// A tenant's own rate replaces the server's, with a one-second burst; `Some(0)` exempts
+    /// the tenant; others keep the server's limit.
+    #[test]
+    fn a_tenant_rate_replaces_the_server_rate() {
+        let own: u32 = rand::random::<u32>() % 20 + 1;
+        let limiter = RateLimiter {
+            rate: 1000,
+            burst: 2000,
+            buckets: Mutex::default(),
+        };
+        let t0 = Instant::now();
+        for i in 0..own {
+            assert!(
+                limiter.take("slow", Some(own), t0),
+                "submission {i} within the burst"
+            );
+        }
+        assert!(
+            !limiter.take("slow", Some(own), t0),
+            "over the tenant's own rate"
+        );
+        // One token comes back after 1/own seconds.
+        let later = t0 + Duration::from_millis(u64::from(1000 / own) + 1);
+        assert!(limiter.take("slow", Some(own), later));
+        assert!(!limiter.take("slow", Some(own), later));
+        // The server's limit for the others: far more than `own` at once.
+        for _ in 0..(own + 100) {
+            assert!(limiter.take("fast", None, t0));
+        }
+        for _ in 0..10_000 {
+            assert!(limiter.take("exempt", Some(0), t0));
+        }
     }
 }

@@ -117,6 +117,8 @@ pub struct Tuning {
     pub tenant_reserved_share: BTreeMap<String, u32>,
     /// `tenants[].max_queued`.
     pub tenant_max_queued: BTreeMap<String, usize>,
+    /// `tenants[].max_submits_per_second` (tenants with a limit only).
+    pub tenant_submits_per_second: BTreeMap<String, u32>,
 }
 
 impl std::fmt::Debug for Tuning {
@@ -142,6 +144,7 @@ impl std::fmt::Debug for Tuning {
             .field("tenant_weights", &self.tenant_weights)
             .field("tenant_reserved_share", &self.tenant_reserved_share)
             .field("tenant_max_queued", &self.tenant_max_queued)
+            .field("tenant_submits_per_second", &self.tenant_submits_per_second)
             .finish()
     }
 }
@@ -203,6 +206,9 @@ impl Tuning {
             tenant_weights: by_tenant(&|t| Some(t.weight)),
             tenant_reserved_share: by_tenant(&|t| {
                 (t.reserved_share > 0).then_some(t.reserved_share)
+            }),
+            tenant_submits_per_second: by_tenant(&|t| {
+                (t.max_submits_per_second > 0).then_some(t.max_submits_per_second)
             }),
             tenant_max_queued: by_tenant(&|t| t.max_queued)
                 .into_iter()
@@ -989,6 +995,7 @@ impl Appliance {
             limits,
             Arc::clone(&metrics),
         );
+        service.set_submission_rates(std::mem::take(&mut tuning.tenant_submits_per_second));
         let recovered = {
             let service = Arc::clone(&service);
             tokio::task::spawn_blocking(move || service.recover())

@@ -89,6 +89,21 @@ pub struct Service {
     pollers: Arc<AtomicUsize>,
     records_behind: AtomicBool,
     me: Weak<Service>,
+    /// Tenants' own submission rates (`tenants[].max_submits_per_second`), set once at start.
+    submission_rates: std::sync::OnceLock<BTreeMap<String, u32>>,
+}
+
+impl Service {
+    /// Gives tenants their own submission rate limits (per second, burst one second's worth,
+    /// enforced by the QUIC server before a request is read further); the first call wins.
+    pub fn set_submission_rates(&self, rates: BTreeMap<String, u32>) {
+        let _ = self.submission_rates.set(rates);
+    }
+
+    /// The submission rate limit of `tenant`, if it has its own.
+    pub fn tenant_submission_rate(&self, tenant: &str) -> Option<u32> {
+        self.submission_rates.get()?.get(tenant).copied()
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -141,6 +156,7 @@ impl Service {
             pollers: Arc::new(AtomicUsize::new(0)),
             records_behind: AtomicBool::new(false),
             me: me.clone(),
+            submission_rates: std::sync::OnceLock::new(),
         })
     }
 
@@ -649,6 +665,11 @@ impl WireService for Service {
             history: Vec::new(),
             live: rx,
         })
+    }
+
+    /// A tenant's `max_submits_per_second`, when it has one.
+    fn submission_rate(&self, tenant: &str) -> Option<u32> {
+        self.submission_rates.get()?.get(tenant).copied()
     }
 
     /// A connection that proves possession of a configured aggregator key is that tenant;

@@ -717,4 +717,49 @@ mod tests {
         );
         assert!(!Tuning::default().allows_accelerators());
     }
+
+    /// `tenants[].max_submits_per_second` becomes the tenant's own rate limit in the QUIC
+    /// server (node-lite's `Service::submission_rate`, whose limiter is tested there).
+    #[test]
+    fn tenant_rates_reach_the_quic_service() {
+        use super::super::{Service, Tuning};
+        use node_lite::server::Service as _;
+        let rate = rand::thread_rng().gen_range(1..1000u32);
+        let text = format!(
+            "version = 1\n[[tenants]]\nid = \"a\"\npublic_key = \"a.pk\"\nmax_submits_per_second = {rate}\n\
+             [[tenants]]\nid = \"b\"\npublic_key = \"b.pk\"\n"
+        );
+        let cfg = firmware_config::Config::parse(&text, "test.toml").expect("valid");
+        let tuning = Tuning::from_config(&cfg).expect("usable");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = scheduler::Config {
+            workers: 1,
+            topology: Some(scheduler::Topology::single_node(1, 1 << 30)),
+            ..scheduler::Config::default()
+        };
+        let sched = Arc::new(
+            scheduler::Scheduler::open(dir.path(), config, Arc::new(Noop)).expect("opens"),
+        );
+        let service = Service::new(
+            sched,
+            Vec::new(),
+            Default::default(),
+            8,
+            Limits::default(),
+            Arc::new(Metrics::default()),
+        );
+        assert_eq!(
+            service.submission_rate("a"),
+            None,
+            "nothing before start sets it"
+        );
+        service.set_submission_rates(tuning.tenant_submits_per_second.clone());
+        assert_eq!(service.submission_rate("a"), Some(rate));
+        assert_eq!(
+            service.submission_rate("b"),
+            None,
+            "0 means the server's limit"
+        );
+        assert_eq!(service.tenant_submission_rate("a"), Some(rate));
+    }
 }
