@@ -268,3 +268,138 @@ pub fn job_accepted(job_id: u64, tenant: &str, shard: Option<u32>, txs: usize) {
         "job accepted (journaled)"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rand::{Rng, SeedableRng};
+    use scheduler::{Config, JobSpec, JobState, Scheduler, Topology};
+
+    use super::*;
+
+    /// A stage executor whose prove stage outputs a batch's `Proved` record with an envelope
+    /// of the job's payload length, and whose decap fails for good on payloads starting with 0.
+    struct Fake;
+
+    impl StageExecutor for Fake {
+        fn run(
+            &self,
+            _ctx: &StageContext<'_>,
+            job: &Job,
+            stage: Stage,
+            input: &[u8],
+        ) -> Result<StageOutcome, StageFailure> {
+            match stage {
+                Stage::Decap if input.first() == Some(&0) => {
+                    Err(StageFailure::Fatal("refused".into()))
+                }
+                Stage::Prove if job.kind == JobKind::Batch => {
+                    let proved = Proved {
+                        shard: 7,
+                        height: job.id.0,
+                        old_root: [1; 32],
+                        new_root: [2; 32],
+                        batch_hash: [3; 32],
+                        envelope: vec![9; input.len()],
+                    };
+                    Ok(StageOutcome::new(proved.to_bytes()))
+                }
+                _ => Ok(StageOutcome::new(input.to_vec())),
+            }
+        }
+    }
+
+    #[test]
+    fn observed_stages_fill_the_histograms_and_the_proof_ring() {
+        let seed = rand::random::<u64>();
+        eprintln!("seed {seed}");
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let observations = Arc::new(Observations::default());
+        let config = Config {
+            workers: 2,
+            topology: Some(Topology::single_node(2, 1 << 30)),
+            sync_every_stage: false,
+            ..Config::default()
+        };
+        let scheduler = Scheduler::open(
+            dir.path(),
+            config,
+            Arc::new(Observed::new(Fake, Arc::clone(&observations))),
+        )
+        .expect("open");
+        let n = 2 * RECENT_PROOFS + rng.gen_range(1..10);
+        let mut proved_sizes = Vec::new();
+        let mut failed = 0;
+        let mut proving_jobs = 0;
+        for _ in 0..n {
+            let len = rng.gen_range(1..2000);
+            let mut payload = vec![1u8; len];
+            let kind = if rng.gen_bool(0.2) {
+                proving_jobs += 1;
+                JobKind::Proving
+            } else {
+                JobKind::Batch
+            };
+            if kind == JobKind::Batch && rng.gen_bool(0.2) {
+                payload[0] = 0;
+                failed += 1;
+            } else {
+                proved_sizes.push(len as u64);
+            }
+            scheduler
+                .submit(JobSpec {
+                    tenant: "t".into(),
+                    kind,
+                    ordering_key: None,
+                    payload,
+                })
+                .expect("submit");
+        }
+        assert!(scheduler.wait_idle(Duration::from_secs(20)));
+        let snap = scheduler.snapshot();
+        assert_eq!(snap.failed, failed);
+        let batches = (n - proving_jobs) as u64;
+        let fams = observations.histograms();
+        assert_eq!(fams[0].name, "epa_stage_duration_seconds");
+        let count = |stage: &str| {
+            fams[0]
+                .series
+                .iter()
+                .find(|s| s.labels == vec![("stage".to_owned(), stage.to_owned())])
+                .map(|s| s.count)
+                .expect("a series per stage")
+        };
+        // Failed decaps are not observed; every other stage of every job is, once.
+        assert_eq!(count("decap"), batches - failed);
+        assert_eq!(count("execute"), batches - failed);
+        assert_eq!(count("prove"), proved_sizes.len() as u64);
+        assert_eq!(count("publish"), batches - failed);
+        let sizes = &fams[1].series[0];
+        assert_eq!(sizes.count, proved_sizes.len() as u64);
+        // A batch's proof is its envelope (the payload's length here); a proving job's is its
+        // whole output (also the payload).
+        assert_eq!(sizes.sum, proved_sizes.iter().sum::<u64>() as f64);
+        let recent = observations.recent_proofs();
+        assert_eq!(recent.len(), proved_sizes.len().min(RECENT_PROOFS));
+        for r in &recent {
+            assert_eq!(r.tenant, "t");
+            match r.shard {
+                Some(shard) => {
+                    assert_eq!(shard, 7);
+                    assert_eq!(r.height, Some(r.job));
+                }
+                None => assert_eq!(r.height, None),
+            }
+        }
+        let statuses: Vec<_> = (1..=n as u64)
+            .map(|i| scheduler.status(scheduler::JobId(i)).expect("status").state)
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == JobState::Done).count(),
+            n - failed as usize
+        );
+    }
+}
