@@ -268,9 +268,16 @@ impl Report {
             "machine: {} ({} threads, kernels {}), {} build, target features [{}]\n",
             m.cpu, m.cores, m.simd, m.versions.profile, m.versions.target_features
         );
+        let bw = self
+            .results
+            .iter()
+            .map(|r| r.backend.len())
+            .max()
+            .unwrap_or(0)
+            .max(10);
         let _ = writeln!(
             out,
-            "{:<30} {:>9} {:<10} {:>11} {:<18} {:>11} {:>8} {:>10} {:>10}",
+            "{:<30} {:>9} {:<bw$} {:>11} {:<20} {:>11} {:>8} {:>10} {:>10}",
             "workload",
             "size",
             "backend",
@@ -284,7 +291,7 @@ impl Report {
         for r in &self.results {
             let _ = writeln!(
                 out,
-                "{:<30} {:>9} {:<10} {:>11.3} {:<18} {:>11.3} {:>7.2}x {:>10.1} {:>10.1}",
+                "{:<30} {:>9} {:<bw$} {:>11.3} {:<20} {:>11.3} {:>7.2}x {:>10.1} {:>10.1}",
                 r.workload,
                 r.size,
                 r.backend,
