@@ -140,8 +140,17 @@ int main(void) {
             u64 *tw = rd_vec(n);
             u64 *x = rd_vec(cols * n);
             run_dif(x, tw, log_n, cols);
-            for (u64 i = 0; i < cols * n; i++) {
-                ntt_bitrev_one(x, log_n, i, scale, do_scale);
+            if (log_n >= 2 * BITREV_TILE_BITS) {
+                // The tiled kernel's blocks, as the backend launches them for long columns.
+                u64 sh[BITREV_SHARED];
+                u64 blocks = cols << (log_n - 2 * BITREV_TILE_BITS);
+                for (u64 blk = 0; blk < blocks; blk++) {
+                    ntt_bitrev_tile(x, log_n, blk, scale, do_scale, sh, 0, 1);
+                }
+            } else {
+                for (u64 i = 0; i < cols * n; i++) {
+                    ntt_bitrev_one(x, log_n, i, scale, do_scale);
+                }
             }
             out_vec(x, cols * n);
             free(tw);

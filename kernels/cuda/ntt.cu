@@ -19,7 +19,8 @@ extern "C" __global__ void ntt_dif_pass(u64 *x, const u64 *tw, u32 log_n, u32 s,
 }
 
 // Bit reversal of every column in place, times `scale` when `do_scale` is set (1/n for the
-// inverse transform). One thread per word. Memory traffic: each word read and written once
+// inverse transform), for columns shorter than 2^10 (longer ones use `ntt_bitrev_tiled`).
+// One thread per word. Memory traffic: each word read and written once
 // (scattered, 16 B).
 extern "C" __global__ void ntt_bitrev_scale(u64 *x, u32 log_n, u64 total, u64 scale,
                                             u32 do_scale) {
@@ -27,6 +28,16 @@ extern "C" __global__ void ntt_bitrev_scale(u64 *x, u32 log_n, u64 total, u64 sc
     if (idx < total) {
         ntt_bitrev_one(x, log_n, idx, scale, do_scale);
     }
+}
+
+// Tiled bit reversal of every column (log_n >= 10), times `scale` when `do_scale` is set: one
+// block of 256 threads per (column, middle index), see `ntt_bitrev_tile`. Memory traffic: each
+// word read and written once, coalesced (16 B per element).
+extern "C" __global__ void __launch_bounds__(256) ntt_bitrev_tiled(u64 *x, u32 log_n, u64 scale,
+                                                                   u32 do_scale) {
+    __shared__ u64 sh[BITREV_SHARED];
+    const u64 block = (u64)blockIdx.x + (u64)blockIdx.y * (u64)gridDim.x;
+    ntt_bitrev_tile(x, log_n, block, scale, do_scale, sh, threadIdx.x, blockDim.x);
 }
 
 // First step of the coset LDE (see `lde_prep_one`). Memory traffic: per output word one

@@ -88,6 +88,65 @@ EPA_HD void ntt_bitrev_one(u64 *x, u32 log_n, u64 idx, u64 scale, u32 do_scale) 
     x[base + q] = a;
 }
 
+// Log2 of the side of a tile of the tiled bit reversal (32 x 32 words).
+#define BITREV_TILE_BITS 5
+#define BITREV_TILE (1u << BITREV_TILE_BITS)
+// Row pitch of a tile in shared memory (one word of padding against bank conflicts).
+#define BITREV_PITCH (BITREV_TILE + 1u)
+// Shared-memory words of `ntt_bitrev_tile` (two tiles).
+#define BITREV_SHARED (2u * BITREV_TILE * BITREV_PITCH)
+
+// Block `block` of the tiled bit reversal of columns of 2^log_n words (log_n >= 10), times
+// `scale` when `do_scale` is set. An index is (a, m, b): `a` its top 5 bits, `b` its low 5,
+// `m` the rest; its reverse is (rev b, rev m, rev a). Block (column, m) with m <= rev m loads
+// the 32 x 32 tiles of m and rev m (rows of 32 consecutive words) and writes each into the
+// other's place transposed (again rows of 32 consecutive words), so every access is
+// coalesced. `sh` holds BITREV_SHARED words.
+EPA_HD void ntt_bitrev_tile(u64 *x, u32 log_n, u64 block, u64 scale, u32 do_scale, u64 *sh,
+                            u32 tid, u32 nthreads) {
+    const u32 mid_bits = log_n - 2u * BITREV_TILE_BITS;
+    const u64 col = block >> mid_bits;
+    const u32 m = (u32)(block & ((1ull << mid_bits) - 1ull));
+    const u32 m2 = gl_rev_bits(m, mid_bits);
+    if (m2 < m) {
+        // The pair is handled by block m2 (the whole block returns, before any barrier).
+        return;
+    }
+    u64 *base = x + (col << log_n);
+    u64 *sa = sh;
+    u64 *sb = sh + BITREV_TILE * BITREV_PITCH;
+    const u32 hi_shift = mid_bits + BITREV_TILE_BITS;
+    const u32 low_mask = BITREV_TILE - 1u;
+    for (u32 e = tid; e < BITREV_TILE * BITREV_TILE; e += nthreads) {
+        const u64 a = e >> BITREV_TILE_BITS;
+        const u64 b = e & low_mask;
+        sa[(a * BITREV_PITCH) + b] = base[(a << hi_shift) | ((u64)m << BITREV_TILE_BITS) | b];
+        if (m2 != m) {
+            sb[(a * BITREV_PITCH) + b] = base[(a << hi_shift) | ((u64)m2 << BITREV_TILE_BITS) | b];
+        }
+    }
+    EPA_SYNC();
+    for (u32 e = tid; e < BITREV_TILE * BITREV_TILE; e += nthreads) {
+        const u64 a2 = e >> BITREV_TILE_BITS;
+        const u64 b2 = e & low_mask;
+        // Destination (a2, m2, b2) takes source (rev b2, m, rev a2).
+        const u32 ra = gl_rev_bits((u32)a2, BITREV_TILE_BITS);
+        const u32 rb = gl_rev_bits((u32)b2, BITREV_TILE_BITS);
+        u64 v = sa[rb * BITREV_PITCH + ra];
+        if (do_scale) {
+            v = gl_mul(v, scale);
+        }
+        base[(a2 << hi_shift) | ((u64)m2 << BITREV_TILE_BITS) | b2] = v;
+        if (m2 != m) {
+            u64 w = sb[rb * BITREV_PITCH + ra];
+            if (do_scale) {
+                w = gl_mul(w, scale);
+            }
+            base[(a2 << hi_shift) | ((u64)m << BITREV_TILE_BITS) | b2] = w;
+        }
+    }
+}
+
 // Word `idx` of the first LDE step: coefficient `p` of column `c` times `s_t^p` for coset
 // `t` (`s_t = offset * g^t`), natural order, from the tables `lo[t][p mod 2^10]` and
 // `hi[t][p >> 10]`.

@@ -280,13 +280,17 @@ fn passes_text(log_n: u32) -> String {
 #[test]
 fn ntt_and_inverse_tile_code_match_winter_math() {
     let mut r = rng("ntt");
-    // Single-pass sizes, one upper pass (12..=19) and two upper passes (20).
+    // Single-pass sizes, one upper pass (12..=19) and two upper passes (20); the element-wise
+    // bit reversal below 2^10, the tiled one from 2^10 (no middle bits) on.
     let cases = [
         (1u32, 3usize),
         (2, 1),
         (5, 2),
+        (9, 2),
+        (10, 2),
         (11, 2),
         (12, 1),
+        (13, 2),
         (14, 3),
         (20, 1),
     ];

@@ -183,6 +183,7 @@ pub fn compile_ptx(source: &KernelSource, arch: &'static str) -> Result<Ptx, Err
 pub(crate) struct Functions {
     pub(crate) dif_pass: CudaFunction,
     pub(crate) bitrev_scale: CudaFunction,
+    pub(crate) bitrev_tiled: CudaFunction,
     pub(crate) lde_prep: CudaFunction,
     pub(crate) lde_transpose: CudaFunction,
     pub(crate) hash_rows: CudaFunction,
@@ -316,6 +317,7 @@ impl CudaBackend {
         let f = Functions {
             dif_pass: func(&ntt, "ntt_dif_pass")?,
             bitrev_scale: func(&ntt, "ntt_bitrev_scale")?,
+            bitrev_tiled: func(&ntt, "ntt_bitrev_tiled")?,
             lde_prep: func(&ntt, "lde_prep")?,
             lde_transpose: func(&ntt, "lde_transpose")?,
             hash_rows: func(&merkle, "rp_hash_rows")?,

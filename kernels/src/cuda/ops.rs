@@ -25,6 +25,11 @@ const TILE_BITS: u32 = 11;
 const MAX_UPPER_STAGES: u32 = 8;
 /// Threads per block of the NTT passes.
 const NTT_THREADS: u32 = 256;
+/// Log2 of the side of a tile of the tiled bit reversal (`BITREV_TILE_BITS` in ntt.cuh); it
+/// serves columns of at least `2^(2 * BITREV_TILE_BITS)` words.
+const BITREV_TILE_BITS: u32 = 5;
+/// Threads per block of the tiled bit reversal (`__launch_bounds__(256)` in ntt.cu).
+const BITREV_THREADS: u32 = 256;
 /// Threads per block of the element-wise kernels.
 const THREADS: u32 = 256;
 /// Threads per block of the hash kernels (`__launch_bounds__(128)` in merkle.cu).
@@ -415,15 +420,33 @@ impl CudaBackend {
         } else {
             (0u64, 0u32)
         };
-        let mut b = self.stream.launch_builder(&self.f.bitrev_scale);
-        b.arg(&mut columns.buf)
-            .arg(&log_n)
-            .arg(&total)
-            .arg(&scale)
-            .arg(&do_scale);
-        // SAFETY: matches `ntt_bitrev_scale` (u64*, u32, u64, u64, u32); threads past `total`
-        // (the buffer's length) return at once.
-        unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+        if log_n >= 2 * BITREV_TILE_BITS {
+            let blocks = (columns.num_cols as u64) << (log_n - 2 * BITREV_TILE_BITS);
+            let cfg = LaunchConfig {
+                grid_dim: (launch_1d(blocks, 1)?.grid_dim.0, 1, 1),
+                block_dim: (BITREV_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = self.stream.launch_builder(&self.f.bitrev_tiled);
+            b.arg(&mut columns.buf)
+                .arg(&log_n)
+                .arg(&scale)
+                .arg(&do_scale);
+            // SAFETY: matches `ntt_bitrev_tiled` (u64*, u32, u64, u32) with its static shared
+            // memory; one block per (column, middle index), every index inside the buffer of
+            // `num_cols << log_n` words.
+            unsafe { b.launch(cfg) }.map_err(&err)?;
+        } else {
+            let mut b = self.stream.launch_builder(&self.f.bitrev_scale);
+            b.arg(&mut columns.buf)
+                .arg(&log_n)
+                .arg(&total)
+                .arg(&scale)
+                .arg(&do_scale);
+            // SAFETY: matches `ntt_bitrev_scale` (u64*, u32, u64, u64, u32); threads past
+            // `total` (the buffer's length) return at once.
+            unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+        }
         self.stream.synchronize().map_err(&err)
     }
 
