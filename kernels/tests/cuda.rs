@@ -240,4 +240,6 @@ fn bad_parameters_are_typed_errors() {
         b.commit_rows_rp64_256(&one),
         Err(Error::TooFewLeaves { leaves: 1 })
     ));
+    // Argument errors are caught before the device: they do not mark it as failed.
+    assert!(!b.has_failed());
 }

@@ -29,7 +29,10 @@ mod ops;
 use std::{
     collections::HashMap,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use cudarc::{
@@ -222,6 +225,8 @@ pub struct CudaBackend {
     cpu: OnceLock<CpuBackend>,
     /// The ML-KEM kernels, compiled on first use (`mlkem.rs`).
     mlkem: OnceLock<mlkem::MlkemKernels>,
+    /// Set by the first driver error of an operation.
+    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -339,6 +344,7 @@ impl CudaBackend {
             pool: Mutex::new(Vec::new()),
             pinned: Mutex::new(Vec::new()),
             cpu: OnceLock::new(),
+            failed: Arc::new(AtomicBool::new(false)),
             mlkem: OnceLock::new(),
         })
     }
@@ -376,14 +382,26 @@ impl CudaBackend {
     }
 
     /// Maps a driver error during `what` to [`Error::Cuda`].
+    /// Every such error also marks the backend as failed ([`CudaBackend::has_failed`]).
     pub(crate) fn drv(&self, what: &str) -> impl Fn(DriverError) -> Error + use<> {
         let device = self.device_name.clone();
         let what = what.to_owned();
-        move |e| Error::Cuda {
-            device: device.clone(),
-            what: what.clone(),
-            detail: e.to_string(),
+        let failed = Arc::clone(&self.failed);
+        move |e| {
+            failed.store(true, Ordering::Relaxed);
+            Error::Cuda {
+                device: device.clone(),
+                what: what.clone(),
+                detail: e.to_string(),
+            }
         }
+    }
+
+    /// Whether a driver call of this backend has failed since it was opened. A CUDA context
+    /// that saw a kernel fault stays unusable, so its owner should take the backend out of
+    /// service (and prove on another backend) rather than retry on it.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Compiles and loads one more translation unit of [`kernel_sources`] (for kernels loaded

@@ -31,12 +31,17 @@ impl HostRows for CudaBackend {
 
 /// The process's CUDA kernels backend, opened on first use and shared by every later proof.
 /// A failed open (no driver, no NVRTC, no device) is returned as the kernels' error and not
-/// cached: the next call tries again.
+/// cached: the next call tries again. A shared backend whose driver calls have failed
+/// (`CudaBackend::has_failed`: a faulted context stays unusable) is dropped and opened
+/// anew.
 pub fn shared() -> Result<Arc<CudaBackend>, Error> {
     static SHARED: Mutex<Option<Arc<CudaBackend>>> = Mutex::new(None);
     let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(b) = slot.as_ref() {
-        return Ok(Arc::clone(b));
+        if !b.has_failed() {
+            return Ok(Arc::clone(b));
+        }
+        *slot = None;
     }
     let b = Arc::new(CudaBackend::new()?);
     *slot = Some(Arc::clone(&b));
