@@ -17,8 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 # Mesa's lavapipe (installed above) is a Vulkan adapter on the CPU: the wgpu kernels must run
-# for real here, so a missing adapter fails the run instead of skipping.
-EPA_REQUIRE_WGPU=1 cargo test --workspace --locked
+# for real here, so a missing adapter fails the run instead of skipping; so does a missing
+# chromium (the status page is driven in it headless).
+EPA_REQUIRE_WGPU=1 EPA_REQUIRE_CHROMIUM=1 cargo test --workspace --locked
 
 step "CUDA kernels: NVRTC and ptxas for sm_80 / sm_90, no register spills" && bash scripts/cuda-check.sh
 

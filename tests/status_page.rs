@@ -207,7 +207,8 @@ fn sample(exposition: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample `{series}` in:\n{exposition}"))
 }
 
-fn write_config(dir: &Path, token: &str) -> PathBuf {
+/// Writes the appliance's config; returns its path and the shard's ML-KEM key id.
+fn write_config(dir: &Path, token: &str) -> (PathBuf, String) {
     let shard = keys::generate_keys(&dir.join("keys"), "shard").expect("keys");
     let agg = keys::generate_keys(&dir.join("keys"), "agg").expect("keys");
     let config = dir.join("epa.toml");
@@ -224,7 +225,7 @@ fn write_config(dir: &Path, token: &str) -> PathBuf {
         ),
     )
     .expect("config written");
-    config
+    (config, shard.kem_key_id.to_string())
 }
 
 /// What the page shows of job `id`: its in-flight row (stage, state) and whether its row in
@@ -262,7 +263,7 @@ fn the_status_page_shows_jobs_in_flight_then_completed() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let token = format!("{:032x}", rand::random::<u128>());
-    let config = write_config(dir.path(), &token);
+    let (config, kem_key_id) = write_config(dir.path(), &token);
     let mut run = Command::new(env!("CARGO_BIN_EXE_epa"))
         .args(["run", "--config"])
         .arg(&config)
@@ -421,6 +422,11 @@ fn the_status_page_shows_jobs_in_flight_then_completed() {
         status["in_flight"].as_array().map(Vec::len),
         Some(0),
         "{status}"
+    );
+    assert_eq!(
+        status["shards"][0]["kem_key_ids"],
+        serde_json::json!([kem_key_id]),
+        "/status lists the shard's active ML-KEM key id: {status}"
     );
     let proofs = status["recent_proofs"].as_array().expect("recent proofs");
     let heights: Vec<u64> = proofs.iter().filter_map(|p| p["height"].as_u64()).collect();

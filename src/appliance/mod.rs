@@ -444,6 +444,8 @@ struct ApplianceStatus {
     /// The kernels backends of this process, probed once at start.
     backends: Vec<kernels::BackendInfo>,
     shards: Vec<u32>,
+    /// The active ML-KEM key ids of each shard (several while keys rotate).
+    kem_key_ids: BTreeMap<u32, Vec<keys::KeyId>>,
     started: Instant,
 }
 
@@ -815,7 +817,14 @@ impl StatusProvider for ApplianceStatus {
                     .shard_state(*s)
                     .map(|(r, h)| (hex::encode(codec::word_to_bytes(&r)), h))
                     .unwrap_or_else(|e| (format!("error: {e}"), 0));
-                serde_json::json!({ "shard": s, "height": height, "root": root })
+                let key_ids: Vec<String> = self
+                    .kem_key_ids
+                    .get(s)
+                    .map(|ids| ids.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "shard": s, "height": height, "root": root, "kem_key_ids": key_ids,
+                })
             })
             .collect();
         let jobs = self.jobs_json();
@@ -951,7 +960,7 @@ impl Appliance {
             metrics: Arc::clone(&metrics),
         };
         let shards: BTreeSet<u32> = executor.shard_keys.keys().copied().collect();
-        let kem_key_ids = executor
+        let kem_key_ids: BTreeMap<u32, Vec<keys::KeyId>> = executor
             .shard_keys
             .iter()
             .map(|(s, k)| (*s, k.ids().collect()))
@@ -1021,6 +1030,7 @@ impl Appliance {
                         .into_iter()
                         .collect(),
                     shards: shards.iter().copied().collect(),
+                    kem_key_ids: kem_key_ids.clone(),
                     started: Instant::now(),
                 });
                 Some(HttpServer::bind_with(addr, provider, http_options).await?)
