@@ -197,9 +197,12 @@ int main(void) {
                     }
                     free(sh);
                 }
-                for (u64 i = 0; i < big * g; i++) {
-                    lde_transpose_one(scratch, rows, log_n, log_blowup, (u32)g, (u32)c0,
-                                      (u32)cols, i);
+                // The transpose kernel's blocks, one after the other.
+                u64 tsh[LT_SHARED];
+                u64 tblocks = ((g * blowup + LT_TILE - 1) / LT_TILE) * ((n + LT_TILE - 1) / LT_TILE);
+                for (u64 blk = 0; blk < tblocks; blk++) {
+                    lde_transpose_tile(scratch, rows, log_n, log_blowup, (u32)g, (u32)c0,
+                                       (u32)cols, blk, tsh, 0, 1);
                 }
             }
             out_vec(rows, big * cols);

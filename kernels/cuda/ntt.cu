@@ -52,13 +52,16 @@ extern "C" __global__ void lde_prep(const u64 *coeffs, const u64 *pw_lo, const u
     }
 }
 
-// Last step of the coset LDE (see `lde_transpose_one`) for columns [col0, col0 + gcols) of
-// an `out_cols`-column row-major output: one thread per word of the group (writes in runs of
-// `gcols` words, scattered reads). Memory traffic: 16 B per LDE word.
-extern "C" __global__ void lde_transpose(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup,
-                                         u32 gcols, u32 col0, u32 out_cols, u64 total) {
-    const u64 idx = thread_index();
-    if (idx < total) {
-        lde_transpose_one(src, dst, log_n, log_blowup, gcols, col0, out_cols, idx);
-    }
+// Last step of the coset LDE (see `lde_transpose_tile`) for columns [col0, col0 + gcols) of
+// an `out_cols`-column row-major output: one block of 256 threads per 32 x 32 tile, grid
+// ceil(blowup * gcols / 32) * ceil(n / 32) blocks. Memory traffic: each LDE word read once
+// and written once (16 B), in runs of 32 consecutive words.
+extern "C" __global__ void __launch_bounds__(256) lde_transpose(const u64 *src, u64 *dst,
+                                                                u32 log_n, u32 log_blowup,
+                                                                u32 gcols, u32 col0,
+                                                                u32 out_cols) {
+    __shared__ u64 sh[LT_SHARED];
+    const u64 block = (u64)blockIdx.x + (u64)blockIdx.y * (u64)gridDim.x;
+    lde_transpose_tile(src, dst, log_n, log_blowup, gcols, col0, out_cols, block, sh,
+                       threadIdx.x, blockDim.x);
 }

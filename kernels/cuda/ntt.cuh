@@ -162,18 +162,52 @@ EPA_HD void lde_prep_one(const u64 *coeffs, const u64 *pw_lo, const u64 *pw_hi, 
     out[idx] = gl_mul(coeffs[(c << log_n) + p], gl_mul(lo, hi));
 }
 
-// Word `idx` of the last LDE step for a group of `gcols` columns starting at column `col0`:
-// the DIF outputs (column-major, `blowup` bit-reversed cosets of `n` per column) to the
-// row-major LDE matrix of `out_cols` columns, row `t + blowup * i` holding point `i` of coset
-// `t`.
-EPA_HD void lde_transpose_one(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup, u32 gcols,
-                              u32 col0, u32 out_cols, u64 idx) {
-    const u64 row = idx / gcols;
-    const u64 c = idx % gcols;
-    const u64 t = row & ((1ull << log_blowup) - 1ull);
-    const u32 i = (u32)(row >> log_blowup);
-    const u64 seg = (c << log_blowup) + t;
-    dst[row * out_cols + col0 + c] = src[(seg << log_n) + gl_rev_bits(i, log_n)];
+// Side of a tile of the LDE transpose, and the row pitch of its shared-memory copy.
+#define LT_TILE 32u
+#define LT_PITCH (LT_TILE + 1u)
+// Shared-memory words of `lde_transpose_tile`.
+#define LT_SHARED (LT_TILE * LT_PITCH)
+
+// Block `block` of the last LDE step for a group of `gcols` columns starting at column `col0`:
+// the DIF outputs (column-major, `blowup` bit-reversed cosets of `n` per column: segment
+// `c * blowup + t` holds point `rev(j)` of coset `t` at position `j`) to the row-major LDE
+// matrix of `out_cols` columns, row `t + blowup * i` holding point `i` of coset `t`.
+// Positions `p = t * gcols + c` of an output row block and segment offsets `j` form a
+// (blowup * gcols) x n matrix; a block moves one 32 x 32 tile of it through shared memory,
+// reading 32 consecutive words of each of 32 segments and writing, for each of 32 rows
+// `i = rev(j)`, its positions in runs of consecutive words. `sh` holds LT_SHARED words.
+EPA_HD void lde_transpose_tile(const u64 *src, u64 *dst, u32 log_n, u32 log_blowup, u32 gcols,
+                               u32 col0, u32 out_cols, u64 block, u64 *sh, u32 tid,
+                               u32 nthreads) {
+    const u64 n = 1ull << log_n;
+    const u64 positions = (u64)gcols << log_blowup;
+    const u64 j_tiles = (n + LT_TILE - 1u) / LT_TILE;
+    const u64 p0 = (block / j_tiles) * LT_TILE;
+    const u64 j0 = (block % j_tiles) * LT_TILE;
+    for (u32 e = tid; e < LT_TILE * LT_TILE; e += nthreads) {
+        const u32 pl = e / LT_TILE;
+        const u32 jl = e % LT_TILE;
+        const u64 p = p0 + pl;
+        const u64 j = j0 + jl;
+        if (p < positions && j < n) {
+            const u64 t = p / gcols;
+            const u64 c = p % gcols;
+            sh[pl * LT_PITCH + jl] = src[(((c << log_blowup) + t) << log_n) + j];
+        }
+    }
+    EPA_SYNC();
+    for (u32 e = tid; e < LT_TILE * LT_TILE; e += nthreads) {
+        const u32 jl = e / LT_TILE;
+        const u32 pl = e % LT_TILE;
+        const u64 p = p0 + pl;
+        const u64 j = j0 + jl;
+        if (p < positions && j < n) {
+            const u64 t = p / gcols;
+            const u64 c = p % gcols;
+            const u64 row = ((u64)gl_rev_bits((u32)j, log_n) << log_blowup) + t;
+            dst[row * out_cols + col0 + c] = sh[pl * LT_PITCH + jl];
+        }
+    }
 }
 
 #endif

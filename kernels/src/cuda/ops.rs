@@ -28,8 +28,11 @@ const NTT_THREADS: u32 = 256;
 /// Log2 of the side of a tile of the tiled bit reversal (`BITREV_TILE_BITS` in ntt.cuh); it
 /// serves columns of at least `2^(2 * BITREV_TILE_BITS)` words.
 const BITREV_TILE_BITS: u32 = 5;
-/// Threads per block of the tiled bit reversal (`__launch_bounds__(256)` in ntt.cu).
-const BITREV_THREADS: u32 = 256;
+/// Threads per block of the tiled bit reversal and the tiled LDE transpose
+/// (`__launch_bounds__(256)` in ntt.cu).
+const TILE_THREADS: u32 = 256;
+/// Side of a tile of the LDE transpose (`LT_TILE` in ntt.cuh).
+const LT_TILE: usize = 32;
 /// Threads per block of the element-wise kernels.
 const THREADS: u32 = 256;
 /// Threads per block of the hash kernels (`__launch_bounds__(128)` in merkle.cu).
@@ -424,7 +427,7 @@ impl CudaBackend {
             let blocks = (columns.num_cols as u64) << (log_n - 2 * BITREV_TILE_BITS);
             let cfg = LaunchConfig {
                 grid_dim: (launch_1d(blocks, 1)?.grid_dim.0, 1, 1),
-                block_dim: (BITREV_THREADS, 1, 1),
+                block_dim: (TILE_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut b = self.stream.launch_builder(&self.f.bitrev_tiled);
@@ -713,6 +716,12 @@ impl Backend for CudaBackend {
                 self.dif(&mut scratch, log_n, g * blowup, false)?;
             }
             let (g32, c032) = (g as u32, c0 as u32);
+            let tiles = (g * blowup).div_ceil(LT_TILE) as u64 * n.div_ceil(LT_TILE) as u64;
+            let cfg = LaunchConfig {
+                grid_dim: (launch_1d(tiles, 1)?.grid_dim.0, 1, 1),
+                block_dim: (TILE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
             let mut b = self.stream.launch_builder(&self.f.lde_transpose);
             b.arg(&scratch)
                 .arg(&mut out)
@@ -720,12 +729,12 @@ impl Backend for CudaBackend {
                 .arg(&log_blowup)
                 .arg(&g32)
                 .arg(&c032)
-                .arg(&out_cols)
-                .arg(&total);
-            // SAFETY: matches `lde_transpose` (const u64*, u64*, u32 x5, u64); the scratch
-            // holds `total` words, the output `big * cols` words of which the group writes
-            // columns [c0, c0 + g) of every row.
-            unsafe { b.launch(launch_1d(total, THREADS)?) }.map_err(&err)?;
+                .arg(&out_cols);
+            // SAFETY: matches `lde_transpose` (const u64*, u64*, u32 x5) with its static
+            // shared memory; one block per 32 x 32 tile of the group's `g * blowup` segments
+            // of `n` words (inside the scratch), writing columns [c0, c0 + g) of the
+            // `big * cols`-word output.
+            unsafe { b.launch(cfg) }.map_err(&err)?;
             c0 += g;
         }
         self.stream.synchronize().map_err(&err)?;
