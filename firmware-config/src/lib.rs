@@ -353,6 +353,9 @@ pub struct Backends {
     pub device_memory_budget_mib: u64,
     /// CPU SIMD level: `auto` (detected at run time), `scalar`, `avx2` or `avx512`.
     pub simd: String,
+    /// Smallest ML-KEM decapsulation batch (ciphertexts of one key) sent to a hardware GPU;
+    /// smaller batches run on the CPU kernels. At least 1.
+    pub kem_gpu_min_batch: u32,
 }
 
 impl Default for Backends {
@@ -361,6 +364,7 @@ impl Default for Backends {
             allowed: vec!["cpu".into(), "wgpu".into(), "cuda".into()],
             device_memory_budget_mib: 0,
             simd: "auto".into(),
+            kem_gpu_min_batch: 1024,
         }
     }
 }
@@ -771,6 +775,13 @@ impl Config {
                 "backends.simd",
                 format!("is `{}`, which is not a SIMD level", b.simd),
                 &format!("use one of {}", quoted(SIMD)),
+            ));
+        }
+        if b.kem_gpu_min_batch == 0 {
+            return Err(invalid(
+                "backends.kem_gpu_min_batch",
+                "is 0, but a batch holds at least one ciphertext".into(),
+                "use 1 to send every batch to the GPU, or a larger batch size (default 1024)",
             ));
         }
         if !NUMA_POLICIES.contains(&self.numa.policy.as_str()) {

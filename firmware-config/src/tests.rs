@@ -204,6 +204,10 @@ fn new_sections_semantic_errors_name_field_line_and_fix() {
             "epa.toml:4: `backends.allowed[1]` is `opencl`",
         ),
         (
+            "version = 1\n[backends]\nkem_gpu_min_batch = 0\n",
+            "epa.toml:3: `backends.kem_gpu_min_batch` is 0",
+        ),
+        (
             "version = 1\n[backends]\nsimd = \"sse2\"\n",
             "use one of `auto`, `scalar`, `avx2`, `avx512`",
         ),
@@ -258,6 +262,7 @@ fn env_override_replaces_values() {
             ("EPA_LIMITS__MAX_FRAME_BYTES", "4096"),
             ("EPA_HTTP__LISTEN", "0.0.0.0:9200"),
             ("EPA_BACKENDS__ALLOWED", "[\"cpu\"]"),
+            ("EPA_BACKENDS__KEM_GPU_MIN_BATCH", "64"),
             ("EPA_TENANTS__0__WEIGHT", "7"),
             ("EPA_HTTP__BEARER_TOKEN", "12345"),
             // Not configuration: no double underscore, or not our prefix.
@@ -269,6 +274,7 @@ fn env_override_replaces_values() {
     assert_eq!(c.limits.max_frame_bytes, 4096);
     assert_eq!(c.http.listen, "0.0.0.0:9200");
     assert_eq!(c.backends.allowed, vec!["cpu".to_string()]);
+    assert_eq!(c.backends.kem_gpu_min_batch, 64);
     assert_eq!(c.tenants[0].weight, 7);
     assert_eq!(c.http.bearer_token.as_deref(), Some("12345"));
 }
