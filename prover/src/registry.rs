@@ -181,17 +181,25 @@ pub enum ProverBackend {
     /// kernels and counted in [`crate::accel::cpu_fallbacks_total`].
     #[cfg(feature = "wgpu")]
     Wgpu,
+    /// The accelerated components on the CUDA kernels (`kernels::CudaBackend`, the process's
+    /// shared device, see [`crate::accel::cuda::shared`]). Without a usable CUDA driver,
+    /// device or NVRTC the whole proof runs on the CPU kernels instead (the design's rule: a
+    /// failing GPU degrades to the CPU, it does not fail the job), counted in
+    /// [`crate::accel::cpu_fallbacks_total`]; a failing step on an open device is redone on
+    /// the CPU kernels the same way. The proof bytes are the same either way.
+    Cuda,
 }
 
 impl ProverBackend {
     /// The name used in the configuration's `[backends] allowed` list and in logs: `cpu`,
-    /// `stock` or `wgpu`.
+    /// `stock`, `wgpu` or `cuda`.
     pub const fn name(self) -> &'static str {
         match self {
             ProverBackend::Cpu => "cpu",
             ProverBackend::Stock => "stock",
             #[cfg(feature = "wgpu")]
             ProverBackend::Wgpu => "wgpu",
+            ProverBackend::Cuda => "cuda",
         }
     }
 }
@@ -216,9 +224,11 @@ pub struct ProbedBackend {
 
 /// The prover backends usable on this host, in preference order from the least preferred:
 /// `cpu` always (the widest instruction set of this CPU, or `EPA_SIMD` when it is valid), then
-/// `wgpu` when an adapter with 64-bit shader integers (`SHADER_INT64`) opens. A later CUDA
-/// backend goes last (preferred). Opening the wgpu device here also caches it for
-/// [`shared_wgpu`], so probing at start-up costs the device creation once.
+/// `wgpu` when an adapter with 64-bit shader integers (`SHADER_INT64`) opens, then `cuda`
+/// when [`crate::accel::cuda::shared`] opens (a CUDA driver, device 0 and NVRTC; the kernels
+/// are compiled there). Opening a device here also caches it for [`shared_wgpu`] and
+/// [`crate::accel::cuda::shared`], so probing at start-up costs each device creation once and
+/// later users of those functions get the probed device.
 pub fn probe() -> Vec<ProbedBackend> {
     let cpu = CpuBackend::new().or_else(|_| CpuBackend::with_isa(Isa::best()));
     let mut out = Vec::new();
@@ -237,6 +247,13 @@ pub fn probe() -> Vec<ProbedBackend> {
             software: w.is_software(),
         });
     }
+    if let Ok(c) = crate::accel::cuda::shared() {
+        out.push(ProbedBackend {
+            backend: ProverBackend::Cuda,
+            info: c.info(),
+            software: false,
+        });
+    }
     out
 }
 
@@ -244,13 +261,13 @@ pub fn probe() -> Vec<ProbedBackend> {
 /// `cpu`, `wgpu`, `cuda`) and what [`probe`] found: the most preferred backend that is
 /// allowed, present and not a software GPU (see [`ProbedBackend::software`]), in the order
 /// cuda > wgpu > cpu, and [`ProverBackend::Cpu`] when none is (the CPU kernels are the
-/// fallback of every configuration). `cuda` is accepted and ignored until the prover has a
-/// CUDA backend; unknown names are ignored (the configuration crate rejects them when it
-/// loads the file).
+/// fallback of every configuration). Unknown names are ignored (the configuration crate
+/// rejects them when it loads the file).
 pub fn pick_backend<S: AsRef<str>>(allowed: &[S], probed: &[ProbedBackend]) -> ProverBackend {
     let is_allowed = |name: &str| allowed.iter().any(|a| a.as_ref().trim() == name);
     // Preference order, most preferred first.
     let order: &[ProverBackend] = &[
+        ProverBackend::Cuda,
         #[cfg(feature = "wgpu")]
         ProverBackend::Wgpu,
         ProverBackend::Cpu,
@@ -290,7 +307,9 @@ pub fn prove(
     prove_on(request, options, hash, ProverBackend::default())
 }
 
-/// Proves `request` with the components of `backend` and the hash `hash`.
+/// Proves `request` with the components of `backend` and the hash `hash`. A GPU backend
+/// whose device does not open (no adapter, no CUDA driver) proves on the CPU kernels instead
+/// and counts one [`crate::accel::cpu_fallbacks_total`]; the proof bytes are the same.
 pub fn prove_on(
     request: &ProveRequest,
     options: OptionsChoice,
@@ -313,6 +332,14 @@ pub fn prove_on(
             Err(e) => {
                 // No device to start with: the whole proof runs on the CPU kernels.
                 crate::accel::count_cpu_fallback("opening the wgpu device", &e.to_string());
+                prove_on(request, options, hash, ProverBackend::Cpu)
+            }
+        },
+        (ProverBackend::Cuda, _) => match crate::accel::cuda::shared() {
+            Ok(gpu) => crate::accel::cuda::prove(request, options, hash, gpu),
+            Err(e) => {
+                // No driver, device or NVRTC: the whole proof runs on the CPU kernels.
+                crate::accel::count_cpu_fallback("opening the CUDA device", &e.to_string());
                 prove_on(request, options, hash, ProverBackend::Cpu)
             }
         },
@@ -516,7 +543,62 @@ mod tests {
                 pick_backend(&["cpu", "wgpu"], &lavapipe),
                 ProverBackend::Cpu
             );
+            // cuda > wgpu > cpu, each only when allowed and present.
+            let all = probed(&[ProverBackend::Cpu, ProverBackend::Wgpu, ProverBackend::Cuda]);
+            assert_eq!(
+                pick_backend(&["cpu", "wgpu", "cuda"], &all),
+                ProverBackend::Cuda
+            );
+            assert_eq!(pick_backend(&["cpu", "wgpu"], &all), ProverBackend::Wgpu);
+            let mut lavapipe_and_cuda = all.clone();
+            lavapipe_and_cuda[1].software = true;
+            assert_eq!(
+                pick_backend(&["cpu", "wgpu"], &lavapipe_and_cuda),
+                ProverBackend::Cpu
+            );
         }
+        let cuda = probed(&[ProverBackend::Cpu, ProverBackend::Cuda]);
+        assert_eq!(pick_backend(&["cpu", "cuda"], &cuda), ProverBackend::Cuda);
+        assert_eq!(pick_backend(&["cuda", "cpu"], &cuda), ProverBackend::Cuda);
+        assert_eq!(pick_backend(&["cpu", "wgpu"], &cuda), ProverBackend::Cpu);
+        assert_eq!(pick_backend(&["cpu"], &cuda), ProverBackend::Cpu);
+        assert_eq!(ProverBackend::Cuda.name(), "cuda");
+        assert_eq!(ProverBackend::Cuda.to_string(), "cuda");
+    }
+
+    /// `probe` lists `cuda` exactly when the process's CUDA backend opens. Without a driver
+    /// (every machine of the ordinary test run) it is absent, and a proof asked of the CUDA
+    /// backend falls back to the CPU kernels (counted), with the stock proof's bytes.
+    #[test]
+    fn cuda_is_probed_only_with_a_driver_and_falls_back_without_one() {
+        use rand::{Rng, SeedableRng};
+        let opens = crate::accel::cuda::shared();
+        let listed = probe()
+            .iter()
+            .any(|p| p.backend == ProverBackend::Cuda && !p.software);
+        assert_eq!(listed, opens.is_ok(), "{opens:?}");
+        let Err(err) = opens else {
+            // A CUDA machine: the GPU suite's tests/accel_cuda.rs checks its proofs.
+            return;
+        };
+        assert!(
+            matches!(err, Error::Backend(kernels::Error::NoCuda { .. })),
+            "without a driver the open fails with the typed NoCuda error, got {err:?}"
+        );
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(rand::random());
+        let seed: rescue_chain::Word = core::array::from_fn(|_| BaseElement::new(rng.r#gen()));
+        let request = ProveRequest::RescueChain { seed, steps: 8 };
+        let options = OptionsChoice::Preset(crate::options::Preset::Fast96);
+        let before = crate::accel::cpu_fallbacks_total();
+        let on_cuda = prove_on(&request, options, HashId::Rp64_256, ProverBackend::Cuda)
+            .expect("falls back to the CPU kernels");
+        assert!(crate::accel::cpu_fallbacks_total() > before);
+        let fallback = crate::accel::last_cpu_fallback().unwrap_or_default();
+        assert!(!fallback.is_empty());
+        let stock = prove_stock(&request, options, HashId::Rp64_256).expect("stock proves");
+        assert_eq!(on_cuda.proof, stock.proof);
+        assert_eq!(on_cuda.public_inputs, stock.public_inputs);
+        verify(&on_cuda).expect("the fallback proof verifies");
     }
 
     #[test]
