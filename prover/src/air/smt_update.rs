@@ -27,9 +27,10 @@
 //! 1. One `Rp64_256` permutation takes [`CYCLE_LENGTH`] = 8 rows (see [`crate::rescue`]): row 0
 //!    holds the input, row `r + 1` the state after round `r`, row 7 the output (the free row).
 //!    One cycle hashes one tree level.
-//! 2. Columns ([`TRACE_WIDTH`] = 33): `A` (0..12) the old-path hash state, `B` (12..24) the
+//! 2. Columns ([`TRACE_WIDTH`] = 34): `A` (0..12) the old-path hash state, `B` (12..24) the
 //!    new-path hash state, [`COL_BIT`] (24) the key bit of the level, `S` (25..29) the sibling
-//!    of the level, `R` (29..33) the running root (the root *before* the current update).
+//!    of the level, `R` (29..33) the running root (the root *before* the current update) and
+//!    the degree anchor `Z` ([`COL_ANCHOR`], 33): 1 on row 0, 0 on every other row.
 //! 3. An update occupies one *segment* of `P = 8 · L` rows, `L = depth.next_power_of_two()`:
 //!    levels `0..depth` are real, levels `depth..L` are filler permutations whose transitions
 //!    are unconstrained (no waste for the default depth 32). The batch is padded to
@@ -37,10 +38,11 @@
 //!    `new → new`): the padding is a function of the public list, so the verifier derives it.
 //!    Trace length `n = k' · P`, a power of two.
 //! 4. Only row 0 and row 7 of a cycle carry meaning for `BIT` and `S`; rows 1..7 hold
-//!    deterministic filler (hash-state values). That keeps these columns of full degree for
-//!    every input, which winterfell's debug-build degree check needs.
+//!    deterministic filler (hash-state values), so on a generic batch every constraint has its
+//!    declared degree even without the anchor terms (a unit test checks the declarations
+//!    that way).
 //!
-//! # Constraints (56 transition constraints, all exact in degree)
+//! # Constraints (57 transition constraints, all exact in degree)
 //!
 //! Periodic columns: the 24 round constants and the round flag `ρ` (cycle 8, 1 on rows 0..7),
 //! the first-row flag `φ` (cycle 8, 1 on row 0), and per segment (cycle `P`): `λ` (1 on the
@@ -61,6 +63,15 @@
 //! 6. Root chaining (4): `R'_j − R_j − ε·(B[4+j] − R_j)`: the running root is constant except
 //!    after an update's last level, where it becomes that update's new root (degree 1, cycle
 //!    `P`).
+//! 7. Anchor (1): `(1 − φ)·Z`: `Z` is 0 on every row but the first row of a cycle (degree 1,
+//!    cycle 8).
+//!
+//! Every constraint of groups 1 to 6 carries one more *anchor term*, `Z^d·σ`, where `d` is its
+//! trace degree and `σ` a selector of its cycle that is 0 on the first row of every cycle:
+//! `1 − φ` for groups 1 to 3, `λ` for 4, `π` for 5, `ε` for 6. By constraint 7 the term is 0 on
+//! every row a transition constraint is checked on, so it changes nothing the constraints
+//! accept (`Z` on first rows is the prover's free choice and is only read there by terms whose
+//! selector is 0); see "Degrees" below for what it is for.
 //!
 //! # Assertions (what binds the proof to the public inputs)
 //!
@@ -79,13 +90,29 @@
 //!
 //! The highest degree is that of the rounds, so any blowup factor of at least 8 works.
 //!
-//! # Debug builds
+//! # Degrees
 //!
 //! Winterfell's debug build re-derives every constraint's degree from the trace and panics
-//! unless it equals the declared one. Filler cells (layout step 4) keep this true for every
-//! batch except one whose trace repeats itself with a shorter period, i.e. the second half of
-//! the batch replays the first exactly (e.g. the same write twice): the proof is valid and
-//! verifies in an optimised build, but the debug-build self-check refuses to make it.
+//! unless it equals the declared one. Without the anchor terms that fails for legitimate
+//! batches whose hash-state columns repeat with a shorter period than the trace: a column that
+//! takes the same values in segment `s` and segment `s + k'/2` (more generally, whose segments
+//! satisfy `Σ_s ω^{sP}·seg_s = 0`) has degree below `n − 1`, and so has every constraint that
+//! reads it. Two updates with the same old path do this to `A`: a delete of an absent key on
+//! an empty tree followed by any update (each node equals its sibling, so the key does not
+//! matter), or two writes of the same key where the first rewrites the value it already had;
+//! a leaf toggled `v0 → v1 → v0 → v1` does it with the padding segment; the same no-op twice
+//! does it to every column. The statement is true and the proof would verify, but no filler
+//! can help, since `A` and `B` are fixed by the witness cell for cell.
+//!
+//! The anchor term makes the declared degree exact for every witness: `Z` is the Lagrange
+//! polynomial of row 0, `(x^n − 1)/(n·(x − 1))`, of degree `n − 1` whatever the batch, and
+//! `σ`'s interpolant has full degree (`1 − φ` and every segment selector, tested), so `Z^d·σ`
+//! has exactly the declared degree and its leading coefficient is a fixed non-zero constant.
+//! A constraint's own leading coefficient is either 0 (a degenerate batch) or a function of
+//! Rescue outputs, which equals minus that constant with probability about `2^-64`. The
+//! anchor costs one trace column and one constraint; it changes the composition polynomial,
+//! hence the proof bytes, and proofs made before it (33 columns) do not verify against this
+//! AIR.
 
 use winter_crypto::{ElementHasher, hashers::Rp64_256};
 use winter_math::{FieldElement, ToElements, fields::f64::BaseElement};
@@ -144,11 +171,14 @@ pub const COL_BIT: usize = COL_NEW + STATE_WIDTH;
 pub const COL_SIBLING: usize = COL_BIT + 1;
 /// First of the 4 running-root columns `R`.
 pub const COL_ROOT: usize = COL_SIBLING + DIGEST_LEN;
+/// The degree-anchor column `Z`: 1 on row 0, 0 elsewhere (see the module docs, "Degrees").
+pub const COL_ANCHOR: usize = COL_ROOT + DIGEST_LEN;
 /// Number of trace columns.
-pub const TRACE_WIDTH: usize = COL_ROOT + DIGEST_LEN;
+pub const TRACE_WIDTH: usize = COL_ANCHOR + 1;
 
 /// Number of transition constraints.
-pub const NUM_CONSTRAINTS: usize = 2 * STATE_WIDTH + 2 * 4 + 2 * DIGEST_LEN * 2 + 2 * DIGEST_LEN;
+pub const NUM_CONSTRAINTS: usize =
+    2 * STATE_WIDTH + 2 * 4 + 2 * DIGEST_LEN * 2 + 2 * DIGEST_LEN + 1;
 
 /// One update of a batch with its authentication path, as `crypto::smt`'s batch update
 /// produces it: `siblings[0]` is the leaf-level sibling and `siblings.len()` is the tree depth;
@@ -242,6 +272,34 @@ impl SmtUpdateAir {
     }
 }
 
+/// The declared degree of every transition constraint, in evaluation order: `(trace degree,
+/// cycle of the periodic factor)`.
+fn constraint_shapes(layout: &Layout) -> Vec<(usize, usize)> {
+    let p = layout.segment_rows;
+    let mut shapes = Vec::with_capacity(NUM_CONSTRAINTS);
+    // 1. rounds, A and B
+    shapes.extend((0..2 * STATE_WIDTH).map(|_| (NUM_ROUNDS, CYCLE_LENGTH)));
+    // 2. capacity, A and B
+    shapes.extend((0..8).map(|_| (1, CYCLE_LENGTH)));
+    // 3. sibling, A and B
+    shapes.extend((0..2 * DIGEST_LEN).map(|_| (2, CYCLE_LENGTH)));
+    // 4. node chaining, A and B
+    shapes.extend((0..2 * DIGEST_LEN).map(|_| (2, p)));
+    // 5. old root, 6. root chaining
+    shapes.extend((0..2 * DIGEST_LEN).map(|_| (1, p)));
+    // 7. anchor
+    shapes.push((1, CYCLE_LENGTH));
+    debug_assert_eq!(shapes.len(), NUM_CONSTRAINTS);
+    shapes
+}
+
+fn transition_degrees(layout: &Layout) -> Vec<TransitionConstraintDegree> {
+    constraint_shapes(layout)
+        .into_iter()
+        .map(|(degree, cycle)| TransitionConstraintDegree::with_cycles(degree, vec![cycle]))
+        .collect()
+}
+
 /// Number of assertions for a layout: old root, 8 leaf cells per segment, the bit sequence and
 /// the new root.
 fn num_assertions(layout: &Layout) -> usize {
@@ -267,31 +325,7 @@ impl Air for SmtUpdateAir {
             layout.trace_length,
             "smt-update trace length must match the public inputs"
         );
-        let p = layout.segment_rows;
-        let mut degrees = Vec::with_capacity(NUM_CONSTRAINTS);
-        // 1. rounds, A and B
-        degrees.extend(
-            (0..2 * STATE_WIDTH)
-                .map(|_| TransitionConstraintDegree::with_cycles(NUM_ROUNDS, vec![CYCLE_LENGTH])),
-        );
-        // 2. capacity, A and B
-        degrees
-            .extend((0..8).map(|_| TransitionConstraintDegree::with_cycles(1, vec![CYCLE_LENGTH])));
-        // 3. sibling, A and B
-        degrees.extend(
-            (0..2 * DIGEST_LEN)
-                .map(|_| TransitionConstraintDegree::with_cycles(2, vec![CYCLE_LENGTH])),
-        );
-        // 4. node chaining, A and B
-        degrees.extend(
-            (0..2 * DIGEST_LEN).map(|_| TransitionConstraintDegree::with_cycles(2, vec![p])),
-        );
-        // 5. old root, 6. root chaining
-        degrees.extend(
-            (0..2 * DIGEST_LEN).map(|_| TransitionConstraintDegree::with_cycles(1, vec![p])),
-        );
-        debug_assert_eq!(degrees.len(), NUM_CONSTRAINTS);
-
+        let degrees = transition_degrees(&layout);
         let context = AirContext::new(trace_info, degrees, num_assertions(&layout), options);
         SmtUpdateAir {
             context,
@@ -328,6 +362,18 @@ impl Air for SmtUpdateAir {
         let sibling = &cur[COL_SIBLING..COL_SIBLING + DIGEST_LEN];
         let root = &cur[COL_ROOT..COL_ROOT + DIGEST_LEN];
         let root_next = &next[COL_ROOT..COL_ROOT + DIGEST_LEN];
+        let anchor = cur[COL_ANCHOR];
+
+        // anchor terms (module docs, "Degrees"): 0 on every checked row by constraint 7
+        let not_first = E::ONE - first_flag;
+        let anchor2 = anchor.square();
+        let anchor7 = anchor2.square() * anchor2 * anchor;
+        let round_anchor = anchor7 * not_first;
+        let linear_anchor = anchor * not_first;
+        let square_anchor = anchor2 * not_first;
+        let level_anchor = anchor2 * level_flag;
+        let pre_end_anchor = anchor * pre_end_flag;
+        let end_anchor = anchor * end_flag;
 
         // 1. rounds
         rescue::enforce_round(&mut result[0..STATE_WIDTH], a, a_next, ark, round_flag);
@@ -338,15 +384,18 @@ impl Air for SmtUpdateAir {
             ark,
             round_flag,
         );
+        for r in result[..2 * STATE_WIDTH].iter_mut() {
+            *r += round_anchor;
+        }
         let mut i = 2 * STATE_WIDTH;
 
         // 2. capacity of every permutation input
         let tag = E::from(BaseElement::new(MERGE_CAPACITY_TAG));
         for state in [a, b] {
-            result[i] = first_flag * (state[0] - tag);
-            result[i + 1] = first_flag * state[1];
-            result[i + 2] = first_flag * state[2];
-            result[i + 3] = first_flag * state[3];
+            result[i] = first_flag * (state[0] - tag) + linear_anchor;
+            result[i + 1] = first_flag * state[1] + linear_anchor;
+            result[i + 2] = first_flag * state[2] + linear_anchor;
+            result[i + 3] = first_flag * state[3] + linear_anchor;
             i += 4;
         }
 
@@ -356,7 +405,7 @@ impl Air for SmtUpdateAir {
             for j in 0..DIGEST_LEN {
                 let sibling_half =
                     bit * state[DIGEST_START + j] + not_bit * state[DIGEST_START + DIGEST_LEN + j];
-                result[i] = first_flag * (sibling_half - sibling[j]);
+                result[i] = first_flag * (sibling_half - sibling[j]) + square_anchor;
                 i += 1;
             }
         }
@@ -367,22 +416,27 @@ impl Air for SmtUpdateAir {
             for j in 0..DIGEST_LEN {
                 let node_half = not_bit_next * state_next[DIGEST_START + j]
                     + bit_next * state_next[DIGEST_START + DIGEST_LEN + j];
-                result[i] = level_flag * (node_half - state[DIGEST_START + j]);
+                result[i] = level_flag * (node_half - state[DIGEST_START + j]) + level_anchor;
                 i += 1;
             }
         }
 
         // 5. the old path ends at the running root (checked on the row before the end)
         for j in 0..DIGEST_LEN {
-            result[i] = pre_end_flag * (a_next[DIGEST_START + j] - root_next[j]);
+            result[i] = pre_end_flag * (a_next[DIGEST_START + j] - root_next[j]) + pre_end_anchor;
             i += 1;
         }
 
         // 6. the running root becomes the new root after each update
         for j in 0..DIGEST_LEN {
-            result[i] = root_next[j] - root[j] - end_flag * (b[DIGEST_START + j] - root[j]);
+            result[i] =
+                root_next[j] - root[j] - end_flag * (b[DIGEST_START + j] - root[j]) + end_anchor;
             i += 1;
         }
+
+        // 7. the anchor is 0 off the first row of every cycle
+        result[i] = not_first * anchor;
+        i += 1;
         debug_assert_eq!(i, NUM_CONSTRAINTS);
     }
 

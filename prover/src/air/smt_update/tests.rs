@@ -142,6 +142,197 @@ fn segment_selectors_have_full_degree_for_every_depth() {
     }
 }
 
+/// The degree of every transition constraint's polynomial `C(x)` over `trace` (before the
+/// division by the `n − 1`-degree divisor), derived the way winterfell's debug build does it:
+/// evaluate the constraints over an 8-fold coset extension of the trace and interpolate.
+/// A zero polynomial counts as degree 0.
+fn constraint_degrees(air: &SmtUpdateAir, trace: &TraceTable<BaseElement>) -> Vec<usize> {
+    let n = trace.length();
+    let blowup = 8;
+    let big = n * blowup;
+    let offset = BaseElement::GENERATOR;
+    let inv_twiddles = fft::get_inv_twiddles::<BaseElement>(n);
+    let twiddles = fft::get_twiddles::<BaseElement>(n);
+    let extend = |mut values: Vec<BaseElement>| {
+        fft::interpolate_poly(&mut values, &inv_twiddles);
+        fft::evaluate_poly_with_offset(&values, &twiddles, offset, blowup)
+    };
+    let columns: Vec<Vec<BaseElement>> = (0..TRACE_WIDTH)
+        .map(|c| extend(trace.get_column(c).to_vec()))
+        .collect();
+    // a periodic column of cycle c is the trace-length column that repeats it
+    let periodic: Vec<Vec<BaseElement>> = air
+        .get_periodic_column_values()
+        .into_iter()
+        .map(|column| extend((0..n).map(|row| column[row % column.len()]).collect()))
+        .collect();
+    let mut evaluations = vec![vec![BaseElement::ZERO; big]; NUM_CONSTRAINTS];
+    let mut result = vec![BaseElement::ZERO; NUM_CONSTRAINTS];
+    for point in 0..big {
+        let next = (point + blowup) % big;
+        let frame = EvaluationFrame::from_rows(
+            columns.iter().map(|c| c[point]).collect(),
+            columns.iter().map(|c| c[next]).collect(),
+        );
+        let values: Vec<_> = periodic.iter().map(|c| c[point]).collect();
+        air.evaluate_transition(&frame, &values, &mut result);
+        for (column, &value) in evaluations.iter_mut().zip(&result) {
+            column[point] = value;
+        }
+    }
+    let big_inv_twiddles = fft::get_inv_twiddles::<BaseElement>(big);
+    evaluations
+        .into_iter()
+        .map(|mut column| {
+            fft::interpolate_poly_with_offset(&mut column, &big_inv_twiddles, offset);
+            polynom::degree_of(&column)
+        })
+        .collect()
+}
+
+/// The degrees `SmtUpdateAir` declares, as polynomial degrees over a trace of `n` rows.
+fn declared_degrees(pi: &SmtUpdatePublicInputs) -> Vec<usize> {
+    transition_degrees(&pi.layout())
+        .iter()
+        .map(|d| d.get_evaluation_degree(pi.trace_length()))
+        .collect()
+}
+
+/// The trace and statement of `witnesses`, the anchor column kept or zeroed (a zero anchor
+/// still satisfies every constraint; it switches the anchor terms off).
+fn trace_and_inputs(
+    depth: u8,
+    witnesses: &[SmtUpdateWitness],
+    anchored: bool,
+) -> (TraceTable<BaseElement>, SmtUpdatePublicInputs) {
+    let mut trace = build_trace(depth, witnesses).expect("honest witnesses");
+    if !anchored {
+        trace.set(COL_ANCHOR, 0, BaseElement::ZERO);
+    }
+    let pi = SmtUpdatePublicInputs::from_witnesses(depth, witnesses).expect("valid");
+    (trace, pi)
+}
+
+/// Batches at `depth` whose hash-state columns repeat with a shorter period than the trace:
+/// (name, witnesses).
+fn degenerate_batches(depth: u8, seed: u64) -> Vec<(&'static str, Vec<SmtUpdateWitness>)> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let key = |rng: &mut ChaCha20Rng| rng.gen_range(0..1u64 << depth);
+    let mut batches = Vec::new();
+
+    // delete of an absent key on an empty tree, then a write: `A` repeats
+    let mut tree = Smt::new(depth, MemStore::new()).expect("depth is valid");
+    let (k0, k1) = (key(&mut rng), key(&mut rng));
+    let value = random_word(&mut rng);
+    let w = tree
+        .update_batch(&[(k0, EMPTY_WORD), (k1, value)])
+        .expect("keys in range");
+    batches.push(("empty-tree no-op, then a write", w));
+
+    // the same leaf rewritten with its own value twice: the whole trace repeats
+    let mut tree = Smt::new(depth, MemStore::new()).expect("depth is valid");
+    let (k0, v0) = (key(&mut rng), random_word(&mut rng));
+    tree.update_batch(&[(k0, v0), (key(&mut rng), random_word(&mut rng))])
+        .expect("keys in range");
+    let w = tree
+        .update_batch(&[(k0, v0), (k0, v0)])
+        .expect("keys in range");
+    batches.push(("the same no-op twice", w));
+
+    // three updates toggling one leaf v0 -> v1 -> v0 -> v1: with the padding segment (a
+    // replay of the last update as a no-op) `A` holds the paths of v0, v1, v0, v1
+    let v1 = random_word(&mut rng);
+    let w = tree
+        .update_batch(&[(k0, v1), (k0, v0), (k0, v1)])
+        .expect("keys in range");
+    batches.push(("a leaf toggled three times", w));
+    batches
+}
+
+/// The declared degrees are tight: on generic batches every constraint reaches its declared
+/// degree even with the anchor terms switched off, so no declaration is too high.
+#[test]
+fn declared_degrees_are_tight_without_the_anchor() {
+    for (depth, count, seed) in [
+        (2u8, 1usize, 1u64),
+        (3, 2, 2),
+        (5, 3, 3),
+        (8, 2, 4),
+        (4, 4, 5),
+    ] {
+        let witnesses = random_batch(depth, count, seed);
+        for anchored in [false, true] {
+            let (trace, pi) = trace_and_inputs(depth, &witnesses, anchored);
+            let air = air_for(&pi);
+            let mut actual = constraint_degrees(&air, &trace);
+            let mut declared = declared_degrees(&pi);
+            if !anchored {
+                // constraint 7 reads only the anchor, which is zero here
+                assert_eq!(actual.pop(), Some(0));
+                declared.pop();
+            }
+            assert_eq!(
+                actual, declared,
+                "depth {depth}, {count} updates, anchored {anchored}"
+            );
+        }
+    }
+}
+
+/// The defect the anchor fixes: on batches whose columns repeat, some constraints fall below
+/// their declared degree without it (winterfell's debug build panics), and every constraint
+/// has exactly its declared degree with it.
+#[test]
+fn anchor_keeps_degrees_exact_on_degenerate_batches() {
+    for (depth, seed) in [(8u8, 11u64), (4, 12), (3, 13)] {
+        for (name, witnesses) in degenerate_batches(depth, seed) {
+            let (trace, pi) = trace_and_inputs(depth, &witnesses, false);
+            let declared = declared_degrees(&pi);
+            let unanchored = constraint_degrees(&air_for(&pi), &trace);
+            let short = (0..NUM_CONSTRAINTS - 1)
+                .filter(|&c| unanchored[c] < declared[c])
+                .count();
+            assert!(short > 0, "{name} (depth {depth}): expected a degree drop");
+            assert!(
+                (0..NUM_CONSTRAINTS).all(|c| unanchored[c] <= declared[c]),
+                "{name} (depth {depth}): a constraint exceeds its declared degree"
+            );
+
+            let (trace, pi) = trace_and_inputs(depth, &witnesses, true);
+            let air = air_for(&pi);
+            assert_eq!(
+                constraint_degrees(&air, &trace),
+                declared,
+                "{name} (depth {depth})"
+            );
+            let (bad_rows, failed) = violations(&air, &trace);
+            assert!(bad_rows.is_empty() && failed == 0, "{name}: honest trace");
+        }
+    }
+}
+
+/// The anchor cannot be abused: a non-zero anchor cell off the first row of a cycle violates
+/// constraint 7, and any non-zero anchor on first rows leaves the other constraints unchanged
+/// on every checked row.
+#[test]
+fn anchor_is_pinned_by_its_constraint() {
+    let witnesses = random_batch(4, 2, 21);
+    let (trace, pi) = trace_and_inputs(4, &witnesses, true);
+    let air = air_for(&pi);
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    for _ in 0..16 {
+        let row = rng.gen_range(0..trace.length() - 1);
+        let mut forged = trace.clone();
+        forged.set(COL_ANCHOR, row, random_word(&mut rng)[0] + BaseElement::ONE);
+        let (bad_rows, _) = violations(&air, &forged);
+        if row % CYCLE_LENGTH == 0 {
+            assert!(bad_rows.is_empty(), "first row {row}: anchor is free there");
+        } else {
+            assert_eq!(bad_rows, vec![row], "row {row}: constraint 7 must fail");
+        }
+    }
+}
+
 #[test]
 fn commitment_depends_on_every_field() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);

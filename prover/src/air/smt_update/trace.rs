@@ -6,8 +6,8 @@ use winterfell::TraceTable;
 
 use super::public_inputs::check_key;
 use super::{
-    COL_BIT, COL_NEW, COL_OLD, COL_ROOT, COL_SIBLING, CYCLE_LENGTH, DIGEST_LEN, EMPTY_WORD, Layout,
-    NUM_ROUNDS, STATE_WIDTH, SmtUpdateWitness, TRACE_WIDTH, Word, rescue,
+    COL_ANCHOR, COL_BIT, COL_NEW, COL_OLD, COL_ROOT, COL_SIBLING, CYCLE_LENGTH, DIGEST_LEN,
+    EMPTY_WORD, Layout, NUM_ROUNDS, STATE_WIDTH, SmtUpdateWitness, TRACE_WIDTH, Word, rescue,
 };
 use crate::Error;
 
@@ -150,6 +150,8 @@ fn fill(layout: &Layout, witnesses: &[SmtUpdateWitness]) -> TraceTable<BaseEleme
             }
         }
     }
+    // the degree anchor (module docs, "Degrees"): the Lagrange polynomial of row 0
+    columns[COL_ANCHOR][0] = BaseElement::ONE;
     TraceTable::init(columns)
 }
 
