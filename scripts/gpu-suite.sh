@@ -2,7 +2,8 @@
 # The one script to run on a machine with an NVIDIA GPU (H100 / H200): it builds, checks the
 # CUDA kernels (NVRTC + ptxas, scripts/cuda-check.sh), runs the CUDA and wgpu conformance
 # tests and the byte-identical-proof tests with EPA_REQUIRE_CUDA=1 / EPA_REQUIRE_WGPU=1 (a
-# missing device fails instead of skipping), then `epa bench --suite kernels` in release.
+# missing device fails instead of skipping), then the CUDA kernel and ML-KEM timings and
+# `epa bench --suite kernels` / `--suite kem` in release.
 # Everything it prints is also written under $OUT (when set) or target/gpu-suite/:
 # nvidia-smi.txt, one log per step, cuda-kernels.json, bench-kernels.json, and summary.txt
 # (printed last).
@@ -69,6 +70,13 @@ if [ "${EPA_GPU_SUITE_SKIP_BENCH:-0}" != 1 ]; then
   step cuda-bench env EPA_CUDA_BENCH=1 EPA_CUDA_BENCH_JSON="$dir/cuda-kernels.json" \
     cargo test --release --locked -p epa-kernels --test cuda_bench -- --nocapture
   step bench-kernels cargo run --release --locked -- bench --suite kernels --json "$dir/bench-kernels.json"
+  # ML-KEM-768 batch decapsulation on the GPU, host-device transfers included (every secret
+  # checked against the reference), at a large batch; then the kem suite (CPU and anchors).
+  step mlkem-cuda env EPA_MLKEM_CUDA_MEASURE=1048576 \
+    cargo test --release --locked -p epa-kernels --test cuda_mlkem measure -- --nocapture
+  step mlkem-wgpu env EPA_MLKEM_WGPU_MEASURE=65536 \
+    cargo test --release --locked -p epa-kernels --test mlkem_wgpu measured -- --nocapture
+  step bench-kem cargo run --release --locked -- bench --suite kem --json "$dir/bench-kem.json"
 fi
 
 printf '\n==> summary (%s)\n' "$dir"
