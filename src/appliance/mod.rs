@@ -24,6 +24,7 @@ pub mod client;
 pub mod codec;
 pub mod demo;
 mod error;
+mod kem;
 pub mod keys;
 pub mod service;
 mod stages;
@@ -107,6 +108,9 @@ pub struct Tuning {
     /// Memory budget of each GPU in bytes (`backends.device_memory_budget_mib`; 0: 80% of
     /// each device).
     pub device_memory_budget: u64,
+    /// Smallest decap batch sent to a hardware GPU (`backends.kem_gpu_min_batch`; `None`:
+    /// the configuration's default).
+    pub kem_gpu_min_batch: Option<u32>,
     /// `numa.policy = "none"`: no pinned pools.
     pub unpinned: bool,
     /// `numa.policy = "bind"`: only these nodes.
@@ -139,6 +143,7 @@ impl std::fmt::Debug for Tuning {
             .field("simd", &self.simd)
             .field("backends_allowed", &self.backends_allowed)
             .field("device_memory_budget", &self.device_memory_budget)
+            .field("kem_gpu_min_batch", &self.kem_gpu_min_batch)
             .field("unpinned", &self.unpinned)
             .field("numa_nodes", &self.numa_nodes)
             .field("tenant_weights", &self.tenant_weights)
@@ -201,6 +206,7 @@ impl Tuning {
                 .backends
                 .device_memory_budget_mib
                 .saturating_mul(1 << 20),
+            kem_gpu_min_batch: Some(cfg.backends.kem_gpu_min_batch),
             unpinned: cfg.numa.policy == "none",
             numa_nodes,
             tenant_weights: by_tenant(&|t| Some(t.weight)),
@@ -225,6 +231,15 @@ impl Tuning {
         probed: &[prover::registry::ProbedBackend],
     ) -> prover::registry::ProverBackend {
         prover::registry::pick_backend(&self.backends_allowed, probed)
+    }
+
+    /// The smallest decap batch sent to a hardware GPU (`backends.kem_gpu_min_batch`, 1024
+    /// by default).
+    pub fn kem_gpu_min_batch(&self) -> usize {
+        let v = self
+            .kem_gpu_min_batch
+            .unwrap_or(firmware_config::Backends::default().kem_gpu_min_batch);
+        usize::try_from(v).unwrap_or(usize::MAX)
     }
 
     /// Whether `backends.allowed` names anything besides the CPU kernels.
@@ -408,6 +423,14 @@ pub struct Metrics {
     pub txs_invalid: [AtomicU64; Invalid::ALL.len()],
     /// Resubmissions of an accepted batch, answered with its job id (no second job).
     pub batches_duplicate: AtomicU64,
+    /// ML-KEM decap batches a GPU failed (an error or a wrong result length) and the CPU
+    /// kernels redid (`epa_kem_gpu_fallbacks_total`).
+    pub kem_gpu_fallbacks: AtomicU64,
+    /// ML-KEM-768 decapsulations by the backend that produced the secrets
+    /// (`epa_kem_decaps_total{backend}`; index order `cpu`, `wgpu`, `cuda`, `reference`).
+    pub kem_decaps: [AtomicU64; 4],
+    /// ML-KEM decap batches by backend (`epa_kem_batches_total{backend}`, same order).
+    pub kem_batches: [AtomicU64; 4],
     /// The QUIC server's counters (limits, authentication), exported as `epa_quic_*`; set
     /// once the server is bound.
     pub quic: std::sync::OnceLock<Arc<node_lite::server::ServerStats>>,
@@ -442,11 +465,22 @@ struct ApplianceStatus {
     metrics: Arc<Metrics>,
     observations: Arc<Observations>,
     /// The kernels backends of this process, probed once at start.
-    backends: Vec<kernels::BackendInfo>,
+    backends: Vec<StatusBackend>,
     shards: Vec<u32>,
     /// The active ML-KEM key ids of each shard (several while keys rotate).
     kem_key_ids: BTreeMap<u32, Vec<keys::KeyId>>,
     started: Instant,
+}
+
+/// A kernels backend as `/status` and `/metrics` list it.
+struct StatusBackend {
+    info: kernels::BackendInfo,
+    /// A software GPU (lavapipe): never chosen.
+    software: bool,
+    /// The prove stage's backend.
+    prove: bool,
+    /// Takes decap batches (the CPU kernels always: small batches and the fallback).
+    kem: bool,
 }
 
 /// A labelled gauge or counter with one sample per `(label value, value)`.
@@ -603,7 +637,7 @@ impl ApplianceStatus {
             "The kernels backends of this process (always 1; the label names each).",
             MetricKind::Gauge,
             "backend",
-            self.backends.iter().map(|b| (b.name.clone(), 1.0)),
+            self.backends.iter().map(|b| (b.info.name.clone(), 1.0)),
         ));
         out.push(Metric::single(
             "epa_backend_cpu_fallbacks_total",
@@ -618,7 +652,35 @@ impl ApplianceStatus {
             "backend",
             self.backends
                 .iter()
-                .filter_map(|b| Some((b.name.clone(), b.memory_bytes? as f64))),
+                .filter_map(|b| Some((b.info.name.clone(), b.info.memory_bytes? as f64))),
+        ));
+        let m = &self.metrics;
+        out.push(Metric::single(
+            "epa_kem_gpu_fallbacks_total",
+            "ML-KEM decap batches a GPU failed and the CPU kernels redid.",
+            MetricKind::Counter,
+            m.kem_gpu_fallbacks.load(Ordering::Relaxed) as f64,
+        ));
+        let by_kem_backend = |counters: &[AtomicU64; 4]| {
+            kem::KEM_BACKENDS
+                .iter()
+                .zip(counters)
+                .map(|(b, c)| ((*b).to_owned(), c.load(Ordering::Relaxed) as f64))
+                .collect::<Vec<_>>()
+        };
+        out.push(labelled(
+            "epa_kem_decaps_total",
+            "ML-KEM-768 decapsulations, by the backend that produced the secrets.",
+            MetricKind::Counter,
+            "backend",
+            by_kem_backend(&m.kem_decaps),
+        ));
+        out.push(labelled(
+            "epa_kem_batches_total",
+            "ML-KEM-768 decap batches, by the backend that produced the secrets.",
+            MetricKind::Counter,
+            "backend",
+            by_kem_backend(&m.kem_batches),
         ));
     }
 
@@ -656,8 +718,9 @@ impl ApplianceStatus {
             .iter()
             .map(|b| {
                 serde_json::json!({
-                    "name": b.name, "detail": format!("{:?}", b.device),
-                    "memory_bytes": b.memory_bytes, "healthy": true,
+                    "name": b.info.name, "detail": format!("{:?}", b.info.device),
+                    "memory_bytes": b.info.memory_bytes, "healthy": true,
+                    "software": b.software, "prove": b.prove, "kem": b.kem,
                 })
             })
             .collect()
@@ -939,19 +1002,60 @@ impl Appliance {
             std::path::Path::new("/proc"),
         )
         .is_ok_and(|gpus| !gpus.is_empty());
-        let prover_backend = if tuning.should_probe(gpu_hardware) {
-            // Probing opens the GPU device (cached for the proofs): blocking work.
+        let probed = if tuning.should_probe(gpu_hardware) {
+            // Probing opens the GPU devices (cached for the proofs and the decap stage):
+            // blocking work.
             let probed = tokio::task::spawn_blocking(prover::registry::probe)
                 .await
                 .map_err(|e| Error::Config(format!("probing the prover backends: {e}")))?;
-            tuning.pick_prover_backend(&probed)
+            Some(probed)
         } else {
-            prover::registry::ProverBackend::Cpu
+            None
+        };
+        let prover_backend = probed
+            .as_deref()
+            .map_or(prover::registry::ProverBackend::Cpu, |p| {
+                tuning.pick_prover_backend(p)
+            });
+        // The decap stage reuses the probe's devices (no second open).
+        let kem = {
+            let cpu = stages::kem_backend(tuning.simd);
+            let probed = probed.clone().unwrap_or_default();
+            let allowed = tuning.backends_allowed.clone();
+            let min_batch = tuning.kem_gpu_min_batch();
+            let metrics = Arc::clone(&metrics);
+            tokio::task::spawn_blocking(move || {
+                kem::KemDispatch::new(cpu, &probed, &allowed, min_batch, metrics)
+            })
+            .await
+            .map_err(|e| Error::Config(format!("opening the decap backends: {e}")))?
+        };
+        let kem_gpu = kem.gpu_label();
+        let status_backends: Vec<StatusBackend> = match &probed {
+            Some(probed) => probed
+                .iter()
+                .map(|p| StatusBackend {
+                    info: p.info.clone(),
+                    software: p.software,
+                    prove: p.backend == prover_backend,
+                    kem: p.backend == prover::registry::ProverBackend::Cpu
+                        || kem_gpu == Some(p.backend.name()),
+                })
+                .collect(),
+            None => kernels::CpuBackend::new()
+                .map(|b| StatusBackend {
+                    info: kernels::Backend::info(&b),
+                    software: false,
+                    prove: true,
+                    kem: true,
+                })
+                .into_iter()
+                .collect(),
         };
         let executor = stages::BatchExecutor {
             prover_backend,
             shard_keys: tuning.shard_keys(settings.shard_keys)?,
-            kem_backend: stages::kem_backend(tuning.simd),
+            kem,
             signing_key: settings.identity.signing_key.clone(),
             depth: settings.depth,
             preset: settings.preset,
@@ -1025,10 +1129,7 @@ impl Appliance {
                     service: Arc::clone(&service),
                     metrics: Arc::clone(&metrics),
                     observations,
-                    backends: kernels::CpuBackend::new()
-                        .map(|b| kernels::Backend::info(&b))
-                        .into_iter()
-                        .collect(),
+                    backends: status_backends,
                     shards: shards.iter().copied().collect(),
                     kem_key_ids: kem_key_ids.clone(),
                     started: Instant::now(),

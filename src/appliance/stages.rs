@@ -21,6 +21,7 @@ use scheduler::{
 };
 
 use super::codec::{Decapped, Executed, Proved, witnesses_from_bytes, word_to_bytes};
+use super::kem::KemDispatch;
 use super::keys::{KeyId, ShardKeys};
 use super::tx::{self, Invalid, Tx};
 use super::{Error, Metrics};
@@ -39,8 +40,9 @@ pub(crate) const DETERMINISTIC: [u8; 32] = [0u8; 32];
 pub(crate) struct BatchExecutor {
     /// Every shard's active ML-KEM keys (several while keys rotate).
     pub shard_keys: BTreeMap<u32, ShardKeys>,
-    /// The CPU kernels backend of batch decapsulation (`None`: the reference, one by one).
-    pub kem_backend: Option<Arc<kernels::CpuBackend>>,
+    /// Where decap batches run: the CPU kernels, and a probed hardware GPU for batches of at
+    /// least `backends.kem_gpu_min_batch` ciphertexts.
+    pub kem: KemDispatch,
     /// The prover backend of the prove stage (`backends.allowed`); proofs are byte-identical
     /// on every backend.
     pub prover_backend: registry::ProverBackend,
@@ -62,22 +64,6 @@ pub(crate) fn kem_backend(simd: Option<kernels::Isa>) -> Option<Arc<kernels::Cpu
         _ => kernels::CpuBackend::new(),
     };
     backend.ok().map(Arc::new)
-}
-
-/// ML-KEM-768 decapsulation of every ciphertext, in order: the batch kernel when it is
-/// available, else the reference one by one (bit-exact either way, implicit rejection included).
-fn decap_all(
-    backend: Option<&kernels::CpuBackend>,
-    dk: &mlkem768::DecapsulationKey,
-    ciphertexts: &[mlkem768::Ciphertext],
-) -> Vec<crypto::kem::SharedSecret> {
-    if let Some(backend) = backend
-        && let Ok(secrets) = kernels::Backend::decap_batch(backend, dk, ciphertexts)
-        && secrets.len() == ciphertexts.len()
-    {
-        return secrets;
-    }
-    ciphertexts.iter().map(|ct| dk.decapsulate(ct)).collect()
 }
 
 fn fatal(e: impl std::fmt::Display) -> StageFailure {
@@ -102,8 +88,9 @@ impl BatchExecutor {
             batch: batch.seq,
         };
         // Parse every transaction and pick its key (version 2 names it; version 1 uses the
-        // primary), decapsulate each key's ciphertexts in one batch on the CPU kernels (the
-        // key is unpacked once per batch), then open each payload with its secret.
+        // primary), decapsulate each key's ciphertexts in one batch (the key is unpacked once
+        // per batch; a large batch on the GPU, see `KemDispatch`), then open each payload
+        // with its secret.
         let parsed: Vec<Result<(EncryptedTx, KeyId), Invalid>> = batch
             .txs
             .iter()
@@ -128,20 +115,16 @@ impl BatchExecutor {
             .iter()
             .filter_map(|(id, cts)| {
                 let dk = keys.get(id)?;
-                Some((
-                    *id,
-                    decap_all(self.kem_backend.as_deref(), dk, cts).into_iter(),
-                ))
+                Some((*id, self.kem.decap(dk, cts).into_iter()))
             })
             .collect();
         let txs = parsed
             .into_iter()
             .map(|p| {
                 let (sealed, id) = p?;
-                let ss = secrets
-                    .get_mut(&id)
-                    .and_then(Iterator::next)
-                    .expect("decap_all returns one secret per parsed ciphertext of each key");
+                let ss = secrets.get_mut(&id).and_then(Iterator::next).expect(
+                    "KemDispatch::decap returns one secret per parsed ciphertext of each key",
+                );
                 let plain =
                     open_with_shared_secret(&ss, &sealed, &ctx).map_err(|_| Invalid::Open)?;
                 Tx::from_bytes(&plain)
@@ -369,16 +352,17 @@ mod tests {
         simd: Option<kernels::Isa>,
     ) -> (BatchExecutor, mldsa65::KeyPair) {
         let dsa = mldsa65::KeyPair::from_seed(&[7; 32]);
+        let metrics = Arc::new(Metrics::default());
         let exec = BatchExecutor {
             shard_keys: [(shard, keys)].into(),
-            kem_backend: kem_backend(simd),
+            kem: KemDispatch::with_gpu(kem_backend(simd), None, 1, Arc::clone(&metrics)),
             prover_backend: registry::ProverBackend::Cpu,
             signing_key: dsa.signing_key.clone(),
             depth: 8,
             preset: Preset::Fast96,
             hash: HashId::Rp64_256,
             limits: Limits::default(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         };
         (exec, dsa)
     }
@@ -502,7 +486,7 @@ mod tests {
         for isa in kernels::Isa::ALL.into_iter().filter(|i| i.is_supported()) {
             let (exec, dsa) =
                 executor(1, ShardKeys::new(pair.decapsulation_key.clone()), Some(isa));
-            let backend = exec.kem_backend.as_ref().expect("a supported ISA builds");
+            let backend = exec.kem.cpu().expect("a supported ISA builds");
             if !env_set {
                 assert_eq!(backend.isa(), isa);
             }
