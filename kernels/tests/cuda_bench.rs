@@ -25,6 +25,7 @@ fn median(mut f: impl FnMut() -> Duration) -> Duration {
 }
 
 #[test]
+#[ignore = "measurement, not a test: EPA_CUDA_BENCH=1 on a GPU machine (scripts/gpu-suite.sh)"]
 fn cuda_kernel_timings() {
     if std::env::var("EPA_CUDA_BENCH").as_deref() != Ok("1") {
         eprintln!("skipped: set EPA_CUDA_BENCH=1 to time the CUDA kernels (scripts/gpu-suite.sh)");

@@ -189,6 +189,7 @@ fn wycheproof_vectors() {
 /// transfers and key expansion included (best of 5 after a warm-up), and checks the timed
 /// batch's secrets against the reference. Run with `--nocapture` on a GPU machine.
 #[test]
+#[ignore = "measurement, not a test: EPA_MLKEM_CUDA_MEASURE=<batch> on a GPU machine (scripts/gpu-suite.sh)"]
 fn measure_throughput() {
     let Ok(v) = std::env::var("EPA_MLKEM_CUDA_MEASURE") else {
         return;

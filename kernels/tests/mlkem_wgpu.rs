@@ -355,6 +355,7 @@ fn wycheproof_semi_expanded_vectors() {
 /// decapsulations per second (host work, transfers and the dispatch included) and checks every
 /// secret against the encapsulated one.
 #[test]
+#[ignore = "measurement, not a test: EPA_MLKEM_WGPU_MEASURE=<batch> (scripts/gpu-suite.sh)"]
 fn measured_throughput() {
     let Some(n) = std::env::var("EPA_MLKEM_WGPU_MEASURE")
         .ok()
