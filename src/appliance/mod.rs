@@ -483,6 +483,36 @@ struct StatusBackend {
     kem: bool,
 }
 
+/// The backends `/status` lists: the probe's (with which one proves and which take decap
+/// batches) when the appliance probed, else the CPU kernels alone.
+fn status_backends(
+    probed: Option<&[prover::registry::ProbedBackend]>,
+    prover_backend: prover::registry::ProverBackend,
+    kem_gpu: Option<&str>,
+) -> Vec<StatusBackend> {
+    match probed {
+        Some(probed) => probed
+            .iter()
+            .map(|p| StatusBackend {
+                info: p.info.clone(),
+                software: p.software,
+                prove: p.backend == prover_backend,
+                kem: p.backend == prover::registry::ProverBackend::Cpu
+                    || kem_gpu == Some(p.backend.name()),
+            })
+            .collect(),
+        None => kernels::CpuBackend::new()
+            .map(|b| StatusBackend {
+                info: kernels::Backend::info(&b),
+                software: false,
+                prove: true,
+                kem: true,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
 /// A labelled gauge or counter with one sample per `(label value, value)`.
 fn labelled(
     name: &str,
@@ -1030,28 +1060,7 @@ impl Appliance {
             .await
             .map_err(|e| Error::Config(format!("opening the decap backends: {e}")))?
         };
-        let kem_gpu = kem.gpu_label();
-        let status_backends: Vec<StatusBackend> = match &probed {
-            Some(probed) => probed
-                .iter()
-                .map(|p| StatusBackend {
-                    info: p.info.clone(),
-                    software: p.software,
-                    prove: p.backend == prover_backend,
-                    kem: p.backend == prover::registry::ProverBackend::Cpu
-                        || kem_gpu == Some(p.backend.name()),
-                })
-                .collect(),
-            None => kernels::CpuBackend::new()
-                .map(|b| StatusBackend {
-                    info: kernels::Backend::info(&b),
-                    software: false,
-                    prove: true,
-                    kem: true,
-                })
-                .into_iter()
-                .collect(),
-        };
+        let status_backends = status_backends(probed.as_deref(), prover_backend, kem.gpu_label());
         let executor = stages::BatchExecutor {
             prover_backend,
             shard_keys: tuning.shard_keys(settings.shard_keys)?,

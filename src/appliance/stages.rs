@@ -551,10 +551,11 @@ mod tests {
         let cache_mib = rng.gen_range(8..64u32);
         let budget_mib = rng.gen_range(1..4096u64);
         let max_queued = rng.gen_range(1..4u32);
+        let kem_min = rng.gen_range(1..100_000u32);
         let text = format!(
             "version = 1\n\
              [storage]\nblock_cache_mib = {cache_mib}\nwrite_buffer_mib = 2\nmax_background_jobs = 3\nmax_open_files = 500\n\
-             [backends]\ndevice_memory_budget_mib = {budget_mib}\nsimd = \"scalar\"\n\
+             [backends]\ndevice_memory_budget_mib = {budget_mib}\nsimd = \"scalar\"\nkem_gpu_min_batch = {kem_min}\n\
              [numa]\npolicy = \"bind\"\nnodes = [0]\n\
              [[tenants]]\nid = \"a\"\npublic_key = \"a.pk\"\nweight = 7\nreserved_share = 50\nmax_queued = {max_queued}\n\
              [[tenants]]\nid = \"b\"\npublic_key = \"b.pk\"\n"
@@ -562,6 +563,9 @@ mod tests {
         let cfg = firmware_config::Config::parse(&text, "test.toml").expect("valid");
         let tuning = Tuning::from_config(&cfg).expect("usable");
         assert_eq!(tuning.simd, Some(kernels::Isa::Scalar));
+        // [backends] kem_gpu_min_batch: the decap stage's GPU threshold (1024 by default).
+        assert_eq!(tuning.kem_gpu_min_batch(), kem_min as usize);
+        assert_eq!(Tuning::default().kem_gpu_min_batch(), 1024);
         let mut topology = scheduler::Topology::single_node(2, 64 << 30);
         topology.gpus.push(scheduler::GpuDevice {
             pci_address: "0000:01:00.0".into(),
@@ -700,6 +704,52 @@ mod tests {
             ProverBackend::Cpu
         );
         assert!(!Tuning::default().allows_accelerators());
+    }
+
+    /// `/status` lists the probed backends with the chosen ones marked (a software GPU
+    /// listed, flagged and chosen for nothing), and the CPU kernels alone without a probe.
+    #[test]
+    fn status_lists_the_probed_backends_and_the_chosen_ones() {
+        use super::super::status_backends;
+        use registry::{ProbedBackend, ProverBackend};
+        let info = kernels::Backend::info(&kernels::CpuBackend::new().expect("the CPU backend"));
+        let entry = |backend, software| ProbedBackend {
+            backend,
+            info: info.clone(),
+            software,
+        };
+        let flags = |list: &[super::super::StatusBackend]| {
+            list.iter()
+                .map(|b| (b.software, b.prove, b.kem))
+                .collect::<Vec<_>>()
+        };
+        let lavapipe = [
+            entry(ProverBackend::Cpu, false),
+            entry(ProverBackend::Wgpu, true),
+        ];
+        let listed = status_backends(Some(&lavapipe), ProverBackend::Cpu, None);
+        assert_eq!(flags(&listed), [(false, true, true), (true, false, false)]);
+        let gpus = [
+            entry(ProverBackend::Cpu, false),
+            entry(ProverBackend::Wgpu, false),
+            entry(ProverBackend::Cuda, false),
+        ];
+        let listed = status_backends(Some(&gpus), ProverBackend::Cuda, Some("cuda"));
+        assert_eq!(
+            flags(&listed),
+            [
+                (false, false, true),
+                (false, false, false),
+                (false, true, true)
+            ]
+        );
+        let listed = status_backends(None, ProverBackend::Cpu, None);
+        assert_eq!(flags(&listed), [(false, true, true)]);
+        assert!(
+            listed[0].info.name.starts_with("cpu"),
+            "{}",
+            listed[0].info.name
+        );
     }
 
     /// `tenants[].max_submits_per_second` becomes the tenant's own rate limit in the QUIC
