@@ -2,17 +2,21 @@
 //! commitment path against the CPU backend, large multi-pass transforms, the memory budget
 //! and typed errors.
 //!
-//! Without a CUDA driver (or NVRTC, or a device) every test prints "skipped: no CUDA driver"
-//! to stderr and returns, unless `EPA_REQUIRE_CUDA=1` is set: then it fails. Without any
-//! driver, the backend's constructor must still answer with a typed error, never a panic.
+//! A libtest-style harness (`harness = false`, libtest-mimic): the backend is opened once, and
+//! where there is no CUDA driver (or NVRTC, or a device: `Error::NoCuda`) every device test is
+//! reported as *ignored* and one line "skipped: no CUDA driver (<reason>)" goes to stderr;
+//! running them anyway (`--ignored`) fails them. With `EPA_REQUIRE_CUDA=1` a missing driver
+//! fails them instead. Any other start-up error fails them too. Without any driver, the
+//! backend's constructor must still answer with a typed error, never a panic: that test runs
+//! everywhere. Name filters, `--ignored`, `--include-ignored` and `--nocapture` work as with
+//! the built-in harness.
 
-#![cfg(feature = "cuda")]
-
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use epa_kernels::{
     Backend, ColumnMatrix, CpuBackend, CudaBackend, Device, Error, Isa, RowMatrix, conformance,
 };
+use libtest_mimic::{Arguments, Failed, Trial};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use winter_math::{StarkField, fields::f64::BaseElement};
@@ -24,27 +28,119 @@ fn required() -> bool {
     std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1")
 }
 
-fn backend() -> Option<&'static CudaBackend> {
-    static BACKEND: OnceLock<Option<CudaBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| match CudaBackend::new() {
-            Ok(b) => {
-                eprintln!("CUDA device: {:?}", b.info().device);
-                Some(b)
-            }
-            Err(e) => {
-                assert!(
-                    !required(),
-                    "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {e}"
-                );
-                eprintln!("skipped: no CUDA driver ({e})");
-                None
-            }
-        })
-        .as_ref()
+/// What opening the backend on device 0 found, once for the whole run.
+#[derive(Clone)]
+enum Driver {
+    /// A working backend, shared by the device tests.
+    Present(Arc<CudaBackend>),
+    /// No CUDA driver, NVRTC or device (`Error::NoCuda`), with the reason.
+    Missing(String),
+    /// A driver that failed to start the backend: a real failure.
+    Broken(String),
 }
 
-#[test]
+impl Driver {
+    fn probe() -> Self {
+        match CudaBackend::new() {
+            Ok(b) => {
+                eprintln!("CUDA device: {:?}", b.info().device);
+                Self::Present(Arc::new(b))
+            }
+            Err(Error::NoCuda { detail, .. }) => Self::Missing(detail),
+            Err(e) => Self::Broken(e.to_string()),
+        }
+    }
+
+    /// The trial `name` running `test` on the shared backend: ignored without a driver (unless
+    /// `EPA_REQUIRE_CUDA=1`), and failing with the reason when run without one.
+    fn trial(&self, name: &str, test: DeviceTest) -> Trial {
+        let driver = self.clone();
+        let skip = matches!(self, Self::Missing(_)) && !required();
+        Trial::test(name, move || match driver {
+            Self::Present(b) => {
+                test(&b);
+                Ok(())
+            }
+            Self::Missing(reason) if required() => Err(Failed::from(format!(
+                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {reason}"
+            ))),
+            Self::Missing(reason) => Err(Failed::from(format!(
+                "this test needs a CUDA driver, and there is none: {reason}; run it on a GPU \
+                 machine (scripts/gpu-suite.sh)"
+            ))),
+            Self::Broken(error) => Err(Failed::from(format!(
+                "the CUDA backend failed to start: {error}"
+            ))),
+        })
+        .with_ignored_flag(skip)
+    }
+}
+
+/// The tests that need a device, by name.
+/// The body of a device test, given the shared backend.
+type DeviceTest = fn(&CudaBackend);
+
+const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
+    ("passes_ntt_conformance", passes_ntt_conformance),
+    ("passes_lde_conformance", passes_lde_conformance),
+    (
+        "passes_rp64_256_merkle_conformance",
+        passes_rp64_256_merkle_conformance,
+    ),
+    (
+        "passes_blake3_merkle_conformance",
+        passes_blake3_merkle_conformance,
+    ),
+    (
+        "multi_pass_transforms_and_commitments_match_cpu",
+        multi_pass_transforms_and_commitments_match_cpu,
+    ),
+    (
+        "blake3_commitment_matches_cpu_for_wide_rows",
+        blake3_commitment_matches_cpu_for_wide_rows,
+    ),
+    (
+        "work_above_the_memory_budget_is_refused",
+        work_above_the_memory_budget_is_refused,
+    ),
+    (
+        "a_small_budget_runs_the_lde_in_column_groups",
+        a_small_budget_runs_the_lde_in_column_groups,
+    ),
+    (
+        "bad_parameters_are_typed_errors",
+        bad_parameters_are_typed_errors,
+    ),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let driver = Driver::probe();
+    let mut trials = vec![Trial::test(
+        "construction_without_a_driver_is_a_typed_error_and_with_one_reports_the_device",
+        || {
+            construction_without_a_driver_is_a_typed_error_and_with_one_reports_the_device();
+            Ok(())
+        },
+    )];
+    trials.extend(
+        DEVICE_TESTS
+            .iter()
+            .map(|&(name, test)| driver.trial(name, test)),
+    );
+    // One line for the run, where a device test it selects is skipped for want of a driver.
+    if let Driver::Missing(reason) = &driver
+        && !required()
+        && !args.list
+        && trials
+            .iter()
+            .any(|t| t.has_ignored_flag() && !args.is_filtered_out(t))
+    {
+        eprintln!("skipped: no CUDA driver ({reason})");
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
 fn construction_without_a_driver_is_a_typed_error_and_with_one_reports_the_device() {
     match CudaBackend::new() {
         Ok(b) => {
@@ -60,33 +156,24 @@ fn construction_without_a_driver_is_a_typed_error_and_with_one_reports_the_devic
         Err(Error::NoCuda { detail }) => {
             assert!(!required(), "{REQUIRE_ENV}=1 but: {detail}");
             assert!(!detail.is_empty());
-            eprintln!("skipped: no CUDA driver ({detail})");
         }
         Err(e) => panic!("expected a CUDA backend or Error::NoCuda, got {e}"),
     }
 }
 
-#[test]
-fn passes_ntt_conformance() {
-    let Some(b) = backend() else { return };
+fn passes_ntt_conformance(b: &CudaBackend) {
     assert!(conformance::check_ntt(b) > 0);
 }
 
-#[test]
-fn passes_lde_conformance() {
-    let Some(b) = backend() else { return };
+fn passes_lde_conformance(b: &CudaBackend) {
     assert!(conformance::check_lde(b) > 0);
 }
 
-#[test]
-fn passes_rp64_256_merkle_conformance() {
-    let Some(b) = backend() else { return };
+fn passes_rp64_256_merkle_conformance(b: &CudaBackend) {
     assert!(conformance::check_merkle_rp64(b) > 0);
 }
 
-#[test]
-fn passes_blake3_merkle_conformance() {
-    let Some(b) = backend() else { return };
+fn passes_blake3_merkle_conformance(b: &CudaBackend) {
     assert!(conformance::check_merkle_blake3(b) > 0);
 }
 
@@ -96,9 +183,7 @@ fn cpu() -> CpuBackend {
 
 /// Transforms with several shared-memory passes (2^12 .. 2^20) and LDEs over them, against
 /// the CPU backend, then both commitments of the LDE.
-#[test]
-fn multi_pass_transforms_and_commitments_match_cpu() {
-    let Some(b) = backend() else { return };
+fn multi_pass_transforms_and_commitments_match_cpu(b: &CudaBackend) {
     let cpu = cpu();
     let seed = conformance::fresh_seed();
     eprintln!("seed {seed:#x}");
@@ -152,9 +237,7 @@ fn multi_pass_transforms_and_commitments_match_cpu() {
 }
 
 /// Rows wider than one BLAKE3 chunk (128 elements) hash through the chunk tree.
-#[test]
-fn blake3_commitment_matches_cpu_for_wide_rows() {
-    let Some(b) = backend() else { return };
+fn blake3_commitment_matches_cpu_for_wide_rows(b: &CudaBackend) {
     let cpu = cpu();
     let mut rng = ChaCha20Rng::seed_from_u64(conformance::fresh_seed());
     for width in [1usize, 8, 127, 128, 129, 300] {
@@ -173,11 +256,7 @@ fn blake3_commitment_matches_cpu_for_wide_rows() {
     }
 }
 
-#[test]
-fn work_above_the_memory_budget_is_refused() {
-    if backend().is_none() {
-        return;
-    }
+fn work_above_the_memory_budget_is_refused(_shared: &CudaBackend) {
     let mut b = CudaBackend::new().expect("a second backend on the same device");
     b.set_memory_budget(1 << 20);
     let n = 1usize << 14;
@@ -191,11 +270,7 @@ fn work_above_the_memory_budget_is_refused() {
 
 /// A budget that holds the LDE output but not the scratch of every column makes the LDE run
 /// in column groups; the rows do not change.
-#[test]
-fn a_small_budget_runs_the_lde_in_column_groups() {
-    if backend().is_none() {
-        return;
-    }
+fn a_small_budget_runs_the_lde_in_column_groups(_shared: &CudaBackend) {
     let mut b = CudaBackend::new().expect("a second backend on the same device");
     let cpu = cpu();
     let mut rng = ChaCha20Rng::seed_from_u64(conformance::fresh_seed());
@@ -215,9 +290,7 @@ fn a_small_budget_runs_the_lde_in_column_groups() {
     assert_eq!(b.download_rows(&gl).expect("download"), cl);
 }
 
-#[test]
-fn bad_parameters_are_typed_errors() {
-    let Some(b) = backend() else { return };
+fn bad_parameters_are_typed_errors(b: &CudaBackend) {
     let m = ColumnMatrix::new(vec![vec![BaseElement::new(1); 8]]).expect("columns");
     let g = b.upload_columns(m).expect("upload");
     assert!(matches!(

@@ -3,35 +3,116 @@
 //! vectors and fresh random valid, tampered (bit flips in `u` and `v`, a changed last byte,
 //! random bytes) and foreign-key ciphertexts, at batch sizes around the block and warp sizes.
 //!
-//! Needs a CUDA driver and a GPU: without one every test prints "skipped: no CUDA driver" and
-//! returns, unless `EPA_REQUIRE_CUDA=1`, which turns the skip into a failure (the GPU machine's
-//! suite sets it). The same CUDA code is checked on every machine through its host build
+//! Needs a CUDA driver and a GPU. A libtest-style harness (`harness = false`, libtest-mimic):
+//! without a driver (`Error::NoCuda`) every device test is reported as *ignored*, with one line
+//! "skipped: no CUDA driver (<reason>)" on stderr, and fails if run anyway (`--ignored`);
+//! `EPA_REQUIRE_CUDA=1` (the GPU machine's suite sets it) makes a missing driver fail them.
+//! The measurement (`measure_throughput`) is always ignored unless asked for with `--ignored`.
+//! The same CUDA code is checked on every machine through its host build
 //! (tests/cuda_mlkem_host.rs).
-#![cfg(feature = "cuda")]
+
+use std::sync::Arc;
 
 use crypto::kem::{
     SharedSecret,
     mlkem768::{Ciphertext, DecapsulationKey, KeyPair},
 };
 use epa_kernels::{Backend, CudaBackend, Error};
+use libtest_mimic::{Arguments, Failed, Trial};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 
-/// The backend on device 0, or `None` (after saying so) where there is no CUDA driver.
-fn backend() -> Option<CudaBackend> {
-    match CudaBackend::new() {
-        Ok(b) => Some(b),
-        Err(e @ Error::NoCuda { .. }) => {
-            assert!(
-                std::env::var("EPA_REQUIRE_CUDA").as_deref() != Ok("1"),
-                "EPA_REQUIRE_CUDA=1 but the CUDA backend cannot start: {e}"
-            );
-            eprintln!("skipped: no CUDA driver ({e})");
-            None
+/// Environment variable that turns a missing driver into a failure.
+const REQUIRE_ENV: &str = "EPA_REQUIRE_CUDA";
+
+fn required() -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// What opening the backend on device 0 found, once for the whole run.
+#[derive(Clone)]
+enum Driver {
+    /// A working backend, shared by the device tests.
+    Present(Arc<CudaBackend>),
+    /// No CUDA driver, NVRTC or device (`Error::NoCuda`), with the reason.
+    Missing(String),
+    /// A driver that failed to start the backend: a real failure.
+    Broken(String),
+}
+
+impl Driver {
+    fn probe() -> Self {
+        match CudaBackend::new() {
+            Ok(b) => Self::Present(Arc::new(b)),
+            Err(Error::NoCuda { detail, .. }) => Self::Missing(detail),
+            Err(e) => Self::Broken(e.to_string()),
         }
-        Err(e) => panic!("the CUDA backend failed to start: {e}"),
     }
+
+    /// The trial `name` running `test` on the shared backend: ignored when `measurement` is set
+    /// or without a driver (unless `EPA_REQUIRE_CUDA=1`), and failing with the reason when run
+    /// without one.
+    fn trial(&self, name: &str, test: DeviceTest, measurement: bool) -> Trial {
+        let driver = self.clone();
+        let skip = matches!(self, Self::Missing(_)) && !required();
+        Trial::test(name, move || match driver {
+            Self::Present(b) => {
+                test(&b);
+                Ok(())
+            }
+            Self::Missing(reason) if required() => Err(Failed::from(format!(
+                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {reason}"
+            ))),
+            Self::Missing(reason) => Err(Failed::from(format!(
+                "this test needs a CUDA driver, and there is none: {reason}; run it on a GPU \
+                 machine (scripts/gpu-suite.sh)"
+            ))),
+            Self::Broken(error) => Err(Failed::from(format!(
+                "the CUDA backend failed to start: {error}"
+            ))),
+        })
+        .with_ignored_flag(skip || measurement)
+    }
+}
+
+/// The tests that need a device, by name.
+/// The body of a device test, given the shared backend.
+type DeviceTest = fn(&CudaBackend);
+
+const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
+    ("reports_the_capability", reports_the_capability),
+    (
+        "random_batches_of_every_kind_and_size",
+        random_batches_of_every_kind_and_size,
+    ),
+    (
+        "valid_ciphertexts_give_the_encapsulated_secrets",
+        valid_ciphertexts_give_the_encapsulated_secrets,
+    ),
+    ("empty_batch_is_empty", empty_batch_is_empty),
+    ("wycheproof_vectors", wycheproof_vectors),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let driver = Driver::probe();
+    let mut trials: Vec<Trial> = DEVICE_TESTS
+        .iter()
+        .map(|&(name, test)| driver.trial(name, test, false))
+        .collect();
+    trials.push(driver.trial("measure_throughput", measure_throughput, true));
+    // One line for the run, where a device test it selects is skipped for want of a driver.
+    if let Driver::Missing(reason) = &driver
+        && !required()
+        && !args.list
+        && trials
+            .iter()
+            .any(|t| t.has_ignored_flag() && !args.is_filtered_out(t))
+    {
+        eprintln!("skipped: no CUDA driver ({reason})");
+    }
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn random_pair(rng: &mut ChaCha20Rng) -> KeyPair {
@@ -73,15 +154,11 @@ fn check(cuda: &CudaBackend, dk: &DecapsulationKey, cts: &[Ciphertext]) {
     }
 }
 
-#[test]
-fn reports_the_capability() {
-    let Some(cuda) = backend() else { return };
+fn reports_the_capability(cuda: &CudaBackend) {
     assert!(cuda.info().capabilities.mlkem768_decap);
 }
 
-#[test]
-fn random_batches_of_every_kind_and_size() {
-    let Some(cuda) = backend() else { return };
+fn random_batches_of_every_kind_and_size(cuda: &CudaBackend) {
     let mut rng = ChaCha20Rng::from_entropy();
     let pair = random_pair(&mut rng);
     let other = random_pair(&mut rng);
@@ -93,13 +170,11 @@ fn random_batches_of_every_kind_and_size() {
                 ciphertext(&mut rng, &pair, &other, kind)
             })
             .collect();
-        check(&cuda, &pair.decapsulation_key, &cts);
+        check(cuda, &pair.decapsulation_key, &cts);
     }
 }
 
-#[test]
-fn valid_ciphertexts_give_the_encapsulated_secrets() {
-    let Some(cuda) = backend() else { return };
+fn valid_ciphertexts_give_the_encapsulated_secrets(cuda: &CudaBackend) {
     let mut rng = ChaCha20Rng::from_entropy();
     let pair = random_pair(&mut rng);
     let (cts, secrets): (Vec<Ciphertext>, Vec<SharedSecret>) = (0..64)
@@ -115,9 +190,7 @@ fn valid_ciphertexts_give_the_encapsulated_secrets() {
     assert!(got == secrets, "not the encapsulated secrets");
 }
 
-#[test]
-fn empty_batch_is_empty() {
-    let Some(cuda) = backend() else { return };
+fn empty_batch_is_empty(cuda: &CudaBackend) {
     let mut rng = ChaCha20Rng::from_entropy();
     let pair = random_pair(&mut rng);
     let got = cuda
@@ -135,9 +208,7 @@ fn hex_field(t: &Value, key: &str) -> Vec<u8> {
 
 /// Every valid Wycheproof case (implicit rejections included) gives the expected `K`, in a
 /// batch with fresh valid and tampered ciphertexts for the same key.
-#[test]
-fn wycheproof_vectors() {
-    let Some(cuda) = backend() else { return };
+fn wycheproof_vectors(cuda: &CudaBackend) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crypto/tests/vectors/wycheproof/mlkem_768_test.json"
@@ -184,20 +255,22 @@ fn wycheproof_vectors() {
     assert_eq!(valid, 153, "every valid Wycheproof case seen");
 }
 
-/// Opt-in measurement, not a timed test: `EPA_MLKEM_CUDA_MEASURE=<batch>` prints the
-/// decapsulations per second of one `decap_batch` call at that batch size, host-device
-/// transfers and key expansion included (best of 5 after a warm-up), and checks the timed
-/// batch's secrets against the reference. Run with `--nocapture` on a GPU machine.
-#[test]
-#[ignore = "measurement, not a test: EPA_MLKEM_CUDA_MEASURE=<batch> on a GPU machine (scripts/gpu-suite.sh)"]
-fn measure_throughput() {
-    let Ok(v) = std::env::var("EPA_MLKEM_CUDA_MEASURE") else {
-        return;
+/// Batch size of the measurement when `EPA_MLKEM_CUDA_MEASURE` is not set.
+const DEFAULT_MEASURE_BATCH: usize = 65_536;
+
+/// Opt-in measurement, not a timed test (an ignored trial: run it with `--ignored`): prints the
+/// decapsulations per second of one `decap_batch` call at the batch size
+/// `EPA_MLKEM_CUDA_MEASURE=<batch>` (default [`DEFAULT_MEASURE_BATCH`]), host-device transfers
+/// and key expansion included (best of 5 after a warm-up), and checks the timed batch's
+/// secrets against the reference. Run on a GPU machine (scripts/gpu-suite.sh).
+fn measure_throughput(cuda: &CudaBackend) {
+    let batch: usize = match std::env::var("EPA_MLKEM_CUDA_MEASURE") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("EPA_MLKEM_CUDA_MEASURE={v:?} is not a batch size")),
+        Err(_) => DEFAULT_MEASURE_BATCH,
     };
-    let batch: usize = v
-        .parse()
-        .unwrap_or_else(|_| panic!("EPA_MLKEM_CUDA_MEASURE={v:?} is not a batch size"));
-    let Some(cuda) = backend() else { return };
     let mut rng = ChaCha20Rng::from_entropy();
     let pair = random_pair(&mut rng);
     let other = random_pair(&mut rng);

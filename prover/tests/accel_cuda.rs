@@ -1,37 +1,111 @@
 //! The accelerated prover on the CUDA kernels produces proofs byte-identical to stock
 //! winterfell's: both AIRs, both hashes, both presets, fresh random inputs.
 //!
-//! Without a CUDA driver (or NVRTC, or a device) every test prints "skipped: no CUDA driver"
-//! to stderr and returns, unless `EPA_REQUIRE_CUDA=1` is set: then it fails (the GPU suite,
-//! scripts/gpu-suite.sh, sets it).
+//! A libtest-style harness (`harness = false`, libtest-mimic): where the process's shared CUDA
+//! backend cannot open for want of a driver (or NVRTC, or a device: `NoCuda`), every test is
+//! reported as *ignored* and one line "skipped: no CUDA driver (<reason>)" goes to stderr;
+//! running them anyway (`--ignored`) fails them. With `EPA_REQUIRE_CUDA=1` (the GPU suite,
+//! scripts/gpu-suite.sh, sets it) a missing driver fails them instead; any other start-up
+//! error fails them too.
 
 use std::sync::Arc;
 
+use epa_prover::Error;
 use epa_prover::accel::cuda;
 use epa_prover::envelope::verify_envelope;
 use epa_prover::options::{HashId, OptionsChoice, Preset};
 use epa_prover::registry::{self, ProveRequest};
 use epa_prover::workload::{SmtWorkload, random_word};
 use kernels::CudaBackend;
+use libtest_mimic::{Arguments, Failed, Trial};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 /// Environment variable that turns a missing driver into a failure.
 const REQUIRE_ENV: &str = "EPA_REQUIRE_CUDA";
 
-/// The process's shared CUDA backend, or `None` (after saying so) when this host has none.
-fn gpu() -> Option<Arc<CudaBackend>> {
-    match cuda::shared() {
-        Ok(b) => Some(b),
-        Err(e) => {
-            assert!(
-                !std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1"),
-                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {e}"
-            );
-            eprintln!("skipped: no CUDA driver ({e})");
-            None
+fn required() -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// What opening the process's shared CUDA backend found, once for the whole run.
+#[derive(Clone)]
+enum Driver {
+    /// A working backend, shared by the tests.
+    Present(Arc<CudaBackend>),
+    /// No CUDA driver, NVRTC or device (`NoCuda`), with the reason.
+    Missing(String),
+    /// A driver that failed to start the backend: a real failure.
+    Broken(String),
+}
+
+impl Driver {
+    fn probe() -> Self {
+        match cuda::shared() {
+            Ok(b) => Self::Present(b),
+            Err(Error::Backend(kernels::Error::NoCuda { detail, .. })) => Self::Missing(detail),
+            Err(e) => Self::Broken(e.to_string()),
         }
     }
+
+    /// The trial `name` running `test` on the shared backend: ignored without a driver (unless
+    /// `EPA_REQUIRE_CUDA=1`), and failing with the reason when run without one.
+    fn trial(&self, name: &str, test: DeviceTest) -> Trial {
+        let driver = self.clone();
+        let skip = matches!(self, Self::Missing(_)) && !required();
+        Trial::test(name, move || match driver {
+            Self::Present(b) => {
+                test(b);
+                Ok(())
+            }
+            Self::Missing(reason) if required() => Err(Failed::from(format!(
+                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {reason}"
+            ))),
+            Self::Missing(reason) => Err(Failed::from(format!(
+                "this test needs a CUDA driver, and there is none: {reason}; run it on a GPU \
+                 machine (scripts/gpu-suite.sh)"
+            ))),
+            Self::Broken(error) => Err(Failed::from(format!(
+                "the CUDA backend failed to start: {error}"
+            ))),
+        })
+        .with_ignored_flag(skip)
+    }
+}
+
+/// The tests, by name; every one needs a device.
+/// The body of a device test, given the shared backend.
+type DeviceTest = fn(Arc<CudaBackend>);
+
+const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
+    (
+        "cuda_proofs_are_byte_identical_to_stock",
+        cuda_proofs_are_byte_identical_to_stock,
+    ),
+    (
+        "a_longer_rescue_chain_is_byte_identical_to_stock",
+        a_longer_rescue_chain_is_byte_identical_to_stock,
+    ),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let driver = Driver::probe();
+    let trials: Vec<Trial> = DEVICE_TESTS
+        .iter()
+        .map(|&(name, test)| driver.trial(name, test))
+        .collect();
+    // One line for the run, where a device test it selects is skipped for want of a driver.
+    if let Driver::Missing(reason) = &driver
+        && !required()
+        && !args.list
+        && trials
+            .iter()
+            .any(|t| t.has_ignored_flag() && !args.is_filtered_out(t))
+    {
+        eprintln!("skipped: no CUDA driver ({reason})");
+    }
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn fresh_rng() -> ChaCha20Rng {
@@ -63,9 +137,7 @@ fn assert_same_as_stock(
     verify_envelope(&bytes).expect("the CUDA proof verifies");
 }
 
-#[test]
-fn cuda_proofs_are_byte_identical_to_stock() {
-    let Some(gpu) = gpu() else { return };
+fn cuda_proofs_are_byte_identical_to_stock(gpu: Arc<CudaBackend>) {
     let mut rng = fresh_rng();
     let mut workload = SmtWorkload::new(8, rng.r#gen()).expect("workload");
     let requests = [
@@ -94,9 +166,7 @@ fn cuda_proofs_are_byte_identical_to_stock() {
 }
 
 /// A longer trace: the LDE domain spans several shared-memory passes of the NTT kernels.
-#[test]
-fn a_longer_rescue_chain_is_byte_identical_to_stock() {
-    let Some(gpu) = gpu() else { return };
+fn a_longer_rescue_chain_is_byte_identical_to_stock(gpu: Arc<CudaBackend>) {
     let mut rng = fresh_rng();
     let request = ProveRequest::RescueChain {
         seed: random_word(&mut rng),
