@@ -60,6 +60,10 @@ step cuda-check bash scripts/cuda-check.sh
 export EPA_REQUIRE_CUDA=1 EPA_REQUIRE_WGPU=1
 step build cargo build --release --locked --workspace --all-targets
 step kernels-tests cargo test --release --locked -p epa-kernels -- --nocapture
+# Unit tests that need a device and private items (ML-KEM chunking and budget): #[ignore]d
+# elsewhere, run here by name.
+step kernels-device-unit-tests cargo test --release --locked -p epa-kernels --lib \
+  cuda::mlkem::tests -- --ignored --nocapture
 prover_tests=()
 for t in prover/tests/accel*.rs; do prover_tests+=(--test "$(basename "$t" .rs)"); done
 step prover-accel-tests cargo test --release --locked -p epa-prover "${prover_tests[@]}" -- --nocapture
