@@ -5,7 +5,8 @@
 //! * ours: [`kernels::CpuBackend::decap_batch`] (the key unpacked once per batch; the backend
 //!   name carries [`kernels::Backend::kem_implementation`], e.g.
 //!   `cpu-avx2/libcrux-avx2-unpacked`), and every other backend of the registry probe that
-//!   reports `mlkem768_decap` and is not a software GPU;
+//!   reports `mlkem768_decap` and is not a software GPU: CUDA (`kernels::CudaBackend`) and
+//!   wgpu, their rows named after the device (`cuda/<GPU name>`, `wgpu/<adapter name>`);
 //! * anchors: `libcrux-ml-kem` (its packed API with its own AVX2 dispatch) and `aws-lc-rs`,
 //!   one `decapsulate` per ciphertext. (`pqcrypto-mlkem`, PQClean, is not an anchor: the
 //!   supply-chain policy in `deny.toml` bans it, RUSTSEC-2026-0161 unmaintained.)
@@ -27,7 +28,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::{BenchResult, Error, Rss, SuiteOptions, best};
+use prover::registry::ProverBackend;
+
+use crate::{BenchResult, Error, Rss, SuiteOptions, best, device_name};
 
 /// Workload name prefix of the suite's results.
 const WORKLOAD: &str = "mlkem768-decap";
@@ -38,6 +41,7 @@ type Decap<'a> = Box<dyn Fn(&[Ciphertext]) -> Result<Vec<[u8; 32]>, Error> + Syn
 /// Where our decapsulation runs: the CPU backend, or a device backend of the probe.
 enum Ours {
     Cpu(Arc<CpuBackend>),
+    Cuda(Arc<kernels::CudaBackend>),
     #[cfg(feature = "wgpu")]
     Wgpu(Arc<kernels::WgpuBackend>),
 }
@@ -46,8 +50,9 @@ impl Ours {
     fn name(&self) -> String {
         let (name, implementation) = match self {
             Ours::Cpu(b) => (b.info().name, b.kem_implementation()),
+            Ours::Cuda(b) => (device_name("cuda", &b.info()), b.kem_implementation()),
             #[cfg(feature = "wgpu")]
-            Ours::Wgpu(b) => (b.info().name, b.kem_implementation()),
+            Ours::Wgpu(b) => (device_name("wgpu", &b.info()), b.kem_implementation()),
         };
         match implementation {
             Some(i) => format!("{name}/{i}"),
@@ -70,6 +75,7 @@ impl Ours {
         };
         match self {
             Ours::Cpu(b) => Box::new(move |cts| secrets(b.decap_batch(dk, cts))),
+            Ours::Cuda(b) => Box::new(move |cts| secrets(b.decap_batch(dk, cts))),
             #[cfg(feature = "wgpu")]
             Ours::Wgpu(b) => Box::new(move |cts| secrets(b.decap_batch(dk, cts))),
         }
@@ -79,18 +85,22 @@ impl Ours {
 /// Our backends: the CPU one and every hardware device of the registry probe that reports
 /// ML-KEM-768 decapsulation.
 fn ours(cpu: &Arc<CpuBackend>) -> Vec<Ours> {
-    #[allow(unused_mut)]
     let mut out = vec![Ours::Cpu(Arc::clone(cpu))];
-    #[cfg(feature = "wgpu")]
     for probed in prover::registry::probe() {
-        if probed.backend == prover::registry::ProverBackend::Wgpu
-            && probed.info.capabilities.mlkem768_decap
-            && !probed.software
-        {
-            match prover::registry::shared_wgpu() {
+        if !probed.info.capabilities.mlkem768_decap || probed.software {
+            continue;
+        }
+        match probed.backend {
+            ProverBackend::Cuda => match prover::accel::cuda::shared() {
+                Ok(c) => out.push(Ours::Cuda(c)),
+                Err(e) => eprintln!("  kem: the probed CUDA device did not open: {e}"),
+            },
+            #[cfg(feature = "wgpu")]
+            ProverBackend::Wgpu => match prover::registry::shared_wgpu() {
                 Ok(w) => out.push(Ours::Wgpu(w)),
                 Err(e) => eprintln!("  kem: the probed wgpu device did not open: {e}"),
-            }
+            },
+            _ => {}
         }
     }
     out
@@ -138,12 +148,13 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
 }
 
 /// Runs the kem suite on `cpu` (and the probed devices); results are appended to `results`.
+/// Returns the names of the GPU backends measured.
 pub(crate) fn run(
     options: &SuiteOptions,
     cpu: &Arc<CpuBackend>,
     rss: &mut Rss,
     results: &mut Vec<BenchResult>,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let mut rng = ChaCha20Rng::from_entropy();
     let all = std::thread::available_parallelism().map_or(1, usize::from);
     let mut pools = vec![(1usize, pool(1)?)];
@@ -151,6 +162,11 @@ pub(crate) fn run(
         pools.push((all, pool(all)?));
     }
     let ours = ours(cpu);
+    let gpus = ours
+        .iter()
+        .filter(|o| !o.on_host())
+        .map(|o| o.name())
+        .collect();
     for &n in &options.kem_batches {
         let mut seed = [0u8; 64];
         rng.fill_bytes(&mut seed);
@@ -215,7 +231,7 @@ pub(crate) fn run(
             }
         }
     }
-    Ok(())
+    Ok(gpus)
 }
 
 /// Best time of the batch on `pool`; with `pieces > 1` the batch is split into that many

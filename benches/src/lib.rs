@@ -16,6 +16,19 @@
 //! * `prove/<air>/<hash>`: whole proofs, [`prover::accel::AccelComponents`] on the CPU backend
 //!   against stock winterfell's default components (preset `fast-96`).
 //!
+//! Every case is also timed on each GPU backend that opens on this machine ([`gpu_targets`]):
+//! `kernels::CudaBackend` (skipped without a CUDA driver, device or NVRTC) and
+//! `kernels::WgpuBackend` (skipped without an adapter). Their rows name the device:
+//! `cuda/<GPU name>`, `wgpu/<adapter name>`, and `wgpu-software/<adapter name>` for a software
+//! implementation on the CPU such as Mesa's lavapipe, which runs only the smallest size of
+//! each case (it is there to exercise the path, not to be fast). A GPU's NTT, LDE and tree
+//! results must equal the CPU backend's (which the anchors checked) and its proofs must equal
+//! stock winterfell's bytes, or the suite fails. The anchors are timed once per case; each
+//! backend's row repeats their figures. A GPU's NTT and Merkle times include the transfers
+//! (upload, download); its LDE time starts from coefficients resident on the device and ends
+//! when one row has been read back (so the GPU's work is finished). Proof rows on a GPU whose
+//! steps fell back to the CPU kernels say so in the backend name (`+N cpu fallbacks`).
+//!
 //! The `kem` suite ([`run_kem`], module [`kem`]) times ML-KEM-768 batch decapsulation, ours
 //! against `libcrux-ml-kem` and `aws-lc-rs` single operations, on one thread and on all.
 //!
@@ -40,7 +53,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kernels::{Backend, ColumnMatrix, CpuBackend};
+use kernels::{Backend, ColumnMatrix, CpuBackend, Device, RowMatrix};
 use p3_dft::{Radix2DitParallel, TwoAdicSubgroupDft};
 use p3_field::{PrimeCharacteristicRing, PrimeField64, TwoAdicField};
 use p3_goldilocks::Goldilocks;
@@ -49,7 +62,7 @@ use p3_matrix::dense::RowMajorMatrix;
 use prover::accel::{AccelComponents, AccelHash};
 use prover::options::{OptionsChoice, Preset};
 use prover::prover::DefaultComponents;
-use prover::registry::{self, ProveRequest};
+use prover::registry::{self, NamedHash, ProveRequest};
 use prover::workload::{SmtWorkload, random_word};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -326,8 +339,10 @@ pub fn run_kernels(options: &SuiteOptions) -> Result<Report, Error> {
         source,
     })?);
     let mut rss = Rss::probe();
+    let gpus = gpu_targets();
     let mut suite = Suite {
         backend,
+        gpus,
         options: options.clone(),
         rng: ChaCha20Rng::from_entropy(),
         results: Vec::new(),
@@ -347,8 +362,9 @@ pub fn run_kernels(options: &SuiteOptions) -> Result<Report, Error> {
             steps,
         };
         let rows = usize::try_from(steps * 8).unwrap_or(usize::MAX);
-        suite.prove::<Rp64_256>(&request, rows, &mut rss)?;
-        suite.prove::<Blake3_256<BaseElement>>(&request, rows, &mut rss)?;
+        let smallest = options.rescue_steps.iter().min() == Some(&steps);
+        suite.prove::<Rp64_256>(&request, rows, smallest, &mut rss)?;
+        suite.prove::<Blake3_256<BaseElement>>(&request, rows, smallest, &mut rss)?;
     }
     for &updates in &options.smt_updates {
         let mut workload =
@@ -366,12 +382,14 @@ pub fn run_kernels(options: &SuiteOptions) -> Result<Report, Error> {
             depth: 32,
             witnesses,
         };
-        suite.prove::<Rp64_256>(&request, updates, &mut rss)?;
-        suite.prove::<Blake3_256<BaseElement>>(&request, updates, &mut rss)?;
+        let smallest = options.smt_updates.iter().min() == Some(&updates);
+        suite.prove::<Rp64_256>(&request, updates, smallest, &mut rss)?;
+        suite.prove::<Blake3_256<BaseElement>>(&request, updates, smallest, &mut rss)?;
     }
     let simd = suite.backend.isa().to_string();
+    let gpus = suite.gpus.iter().map(|g| g.name.clone()).collect();
     Ok(Report {
-        machine: machine(simd, &rss),
+        machine: machine(simd, &rss, gpus),
         results: suite.results,
     })
 }
@@ -385,9 +403,9 @@ pub fn run_kem(options: &SuiteOptions) -> Result<Report, Error> {
     })?);
     let mut rss = Rss::probe();
     let mut results = Vec::new();
-    kem::run(options, &backend, &mut rss, &mut results)?;
+    let gpus = kem::run(options, &backend, &mut rss, &mut results)?;
     Ok(Report {
-        machine: machine(backend.isa().to_string(), &rss),
+        machine: machine(backend.isa().to_string(), &rss, gpus),
         results,
     })
 }
@@ -432,8 +450,172 @@ impl Rss {
     }
 }
 
+/// A GPU backend of the kernels suite.
+enum Gpu {
+    /// The CUDA kernels on device 0.
+    Cuda(Arc<kernels::CudaBackend>),
+    /// The wgpu kernels on the best adapter.
+    #[cfg(feature = "wgpu")]
+    Wgpu(Arc<kernels::WgpuBackend>),
+}
+
+/// A GPU backend that opened, with the name its rows carry.
+pub struct GpuTarget {
+    /// `cuda/<GPU name>`, `wgpu/<adapter name>` or `wgpu-software/<adapter name>`.
+    pub name: String,
+    /// A software implementation on the CPU (Mesa's lavapipe): only the smallest sizes run.
+    pub software: bool,
+    gpu: Gpu,
+}
+
+impl std::fmt::Debug for GpuTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuTarget")
+            .field("name", &self.name)
+            .field("software", &self.software)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` with `$b` bound to the target's backend (`&Arc<B>` for its concrete type).
+macro_rules! on_gpu {
+    ($target:expr, $b:ident => $body:expr) => {
+        match &$target.gpu {
+            Gpu::Cuda($b) => $body,
+            #[cfg(feature = "wgpu")]
+            Gpu::Wgpu($b) => $body,
+        }
+    };
+}
+
+/// The row name of a backend on a device: `prefix/<device name>`.
+fn device_name(prefix: &str, info: &kernels::BackendInfo) -> String {
+    match &info.device {
+        Device::Gpu { name, .. } => format!("{prefix}/{name}"),
+        _ => prefix.to_owned(),
+    }
+}
+
+/// The GPU backends that open on this machine: CUDA (`kernels::CudaBackend::new`, the
+/// prover's shared device; skipped on `NoCuda`) and wgpu (`kernels::WgpuBackend::new`, the
+/// prover's shared device; skipped on `NoAdapter`). Any other error opening a device is
+/// reported on stderr and that device skipped: the suite measures what works.
+pub fn gpu_targets() -> Vec<GpuTarget> {
+    let mut out = Vec::new();
+    match prover::accel::cuda::shared() {
+        Ok(b) => out.push(GpuTarget {
+            name: device_name("cuda", &b.info()),
+            software: false,
+            gpu: Gpu::Cuda(b),
+        }),
+        Err(prover::Error::Backend(kernels::Error::NoCuda { .. })) => {}
+        Err(e) => eprintln!("  bench: the CUDA device did not open, skipped: {e}"),
+    }
+    #[cfg(feature = "wgpu")]
+    match registry::shared_wgpu() {
+        Ok(b) => {
+            let software = b.is_software();
+            let prefix = if software { "wgpu-software" } else { "wgpu" };
+            out.push(GpuTarget {
+                name: device_name(prefix, &b.info()),
+                software,
+                gpu: Gpu::Wgpu(b),
+            });
+        }
+        Err(prover::Error::Backend(kernels::Error::NoAdapter { .. })) => {}
+        Err(e) => eprintln!("  bench: the wgpu device did not open, skipped: {e}"),
+    }
+    out
+}
+
+/// Our NTT on `backend`: upload, forward NTT, download, timed together.
+fn time_ntt<B: Backend>(
+    backend: &B,
+    input: &[BaseElement],
+    reps: usize,
+    rss: &mut Rss,
+) -> (f64, u64, Result<ColumnMatrix, kernels::Error>) {
+    let n = input.len();
+    rss.reset();
+    let (s, out) = best(
+        reps,
+        || ColumnMatrix::from_column_major(input.to_vec(), n),
+        |m| -> Result<ColumnMatrix, kernels::Error> {
+            let mut cols = backend.upload_columns(m?)?;
+            backend.ntt(&mut cols)?;
+            backend.download_columns(&cols)
+        },
+    );
+    (s, rss.peak(), out)
+}
+
+/// Our coset LDE on `backend` from device-resident coefficients; each timed run ends with
+/// row `probe` read back (the device's work is done). The whole result is downloaded after
+/// timing, for the checks.
+fn time_lde<B: Backend>(
+    backend: &B,
+    columns: &[Vec<BaseElement>],
+    blowup: usize,
+    offset: BaseElement,
+    probe: usize,
+    reps: usize,
+    rss: &mut Rss,
+) -> (f64, u64, Result<RowMatrix, kernels::Error>) {
+    let device = match ColumnMatrix::new(columns.to_vec()).and_then(|m| backend.upload_columns(m)) {
+        Ok(d) => d,
+        Err(e) => return (0.0, 0, Err(e)),
+    };
+    rss.reset();
+    let (s, out) = best(
+        reps,
+        || (),
+        |()| {
+            let rows = backend.coset_lde(&device, blowup, offset)?;
+            backend.read_rows(&rows, &[probe])?;
+            Ok(rows)
+        },
+    );
+    let peak = rss.peak();
+    (s, peak, out.and_then(|rows| backend.download_rows(&rows)))
+}
+
+/// Our Rp64_256 Merkle tree on `backend`: upload of the leaves, tree, download, timed together.
+fn time_merkle<B: Backend>(
+    backend: &B,
+    leaves: &[<Rp64_256 as Hasher>::Digest],
+    reps: usize,
+    rss: &mut Rss,
+) -> (f64, u64, Result<MerkleTree<Rp64_256>, kernels::Error>) {
+    rss.reset();
+    let (s, out) = best(
+        reps,
+        || leaves.to_vec(),
+        |l| {
+            backend
+                .merkle_tree_rp64_256(l)
+                .and_then(|t| backend.download_tree(t))
+        },
+    );
+    (s, rss.peak(), out)
+}
+
+/// A whole proof on a GPU backend with the hash `H` (steps that fail on the device are redone
+/// on the CPU kernels by the prover and counted).
+fn prove_on_gpu<H: NamedHash>(
+    target: &GpuTarget,
+    request: &ProveRequest,
+    options: OptionsChoice,
+) -> Result<prover::envelope::ProofEnvelope, prover::Error> {
+    match &target.gpu {
+        Gpu::Cuda(b) => prover::accel::cuda::prove(request, options, H::ID, Arc::clone(b)),
+        #[cfg(feature = "wgpu")]
+        Gpu::Wgpu(b) => registry::prove_on_wgpu(request, options, H::ID, Arc::clone(b)),
+    }
+}
+
 struct Suite {
     backend: Arc<CpuBackend>,
+    gpus: Vec<GpuTarget>,
     options: SuiteOptions,
     rng: ChaCha20Rng,
     results: Vec<BenchResult>,
@@ -510,10 +692,17 @@ impl Suite {
         format!("cpu-{}", self.backend.isa())
     }
 
+    /// Whether GPU target `i` runs a case of size `size` out of `sizes`: a hardware GPU every
+    /// size, a software one only the smallest.
+    fn runs<T: Ord>(&self, i: usize, size: &T, sizes: &[T]) -> bool {
+        !self.gpus[i].software || sizes.iter().min() == Some(size)
+    }
+
     fn push(
         &mut self,
         workload: &str,
         size: usize,
+        backend: &str,
         ours: (f64, u64),
         anchor: &str,
         theirs: (f64, u64),
@@ -522,7 +711,7 @@ impl Suite {
             suite: "kernels".into(),
             workload: workload.into(),
             size,
-            backend: self.name(),
+            backend: backend.into(),
             ours_s: ours.0,
             anchor: anchor.into(),
             anchor_s: theirs.0,
@@ -531,12 +720,26 @@ impl Suite {
             anchor_peak_rss_bytes: theirs.1,
         };
         eprintln!(
-            "  {workload} {size}: ours {:.3} ms, {anchor} {:.3} ms ({:.2}x)",
+            "  {workload} {size} {backend}: ours {:.3} ms, {anchor} {:.3} ms ({:.2}x)",
             ours.0 * 1e3,
             theirs.0 * 1e3,
             result.speedup
         );
         self.results.push(result);
+    }
+
+    /// One row per anchor (name, best seconds, peak RSS) for our `backend`.
+    fn push_all(
+        &mut self,
+        workload: &str,
+        size: usize,
+        backend: &str,
+        ours: (f64, u64),
+        anchors: &[(&str, f64, u64)],
+    ) {
+        for &(anchor, s, peak) in anchors {
+            self.push(workload, size, backend, ours, anchor, (s, peak));
+        }
     }
 
     fn kernel_err(workload: &str) -> impl FnOnce(kernels::Error) -> Error + '_ {
@@ -546,23 +749,21 @@ impl Suite {
         }
     }
 
+    /// A GPU result that differs from the CPU backend's (itself checked against the anchors).
+    fn gpu_mismatch(workload: &str, size: usize) -> Error {
+        Error::Mismatch {
+            workload: workload.into(),
+            size,
+            anchor: "cpu kernels",
+        }
+    }
+
     fn ntt(&mut self, log: u32, rss: &mut Rss) -> Result<(), Error> {
         let n = 1usize << log;
         let input = self.random_vec(n);
         let reps = self.options.repeats;
-        let backend = Arc::clone(&self.backend);
 
-        rss.reset();
-        let (ours_s, ours) = best(
-            reps,
-            || ColumnMatrix::from_column_major(input.clone(), n),
-            |m| -> Result<ColumnMatrix, kernels::Error> {
-                let mut cols = backend.upload_columns(m?)?;
-                backend.ntt(&mut cols)?;
-                backend.download_columns(&cols)
-            },
-        );
-        let ours_rss = rss.peak();
+        let (ours_s, ours_rss, ours) = time_ntt(&*self.backend, &input, reps, rss);
         let ours = ours.map_err(Self::kernel_err("ntt"))?;
 
         let twiddles = fft::get_twiddles::<BaseElement>(n);
@@ -583,7 +784,6 @@ impl Suite {
                 anchor: "winter-math",
             });
         }
-        self.push("ntt", n, (ours_s, ours_rss), "winter-math", (wm_s, wm_rss));
 
         let p3_input = to_p3(&input);
         let dft = Radix2DitParallel::<Goldilocks>::default();
@@ -603,13 +803,29 @@ impl Suite {
                 anchor: "p3-dft",
             });
         }
-        self.push(
-            "ntt",
-            n,
-            (ours_s, ours_rss),
-            "p3-dft-dit-parallel",
-            (p3_s, p3_rss),
-        );
+        drop(p3_vals);
+        let anchors = [
+            ("winter-math", wm_s, wm_rss),
+            ("p3-dft-dit-parallel", p3_s, p3_rss),
+        ];
+        let cpu = self.name();
+        self.push_all("ntt", n, &cpu, (ours_s, ours_rss), &anchors);
+
+        for i in 0..self.gpus.len() {
+            if !self.runs(i, &log, &self.options.ntt_log_sizes) {
+                continue;
+            }
+            let target = &self.gpus[i];
+            let name = target.name.clone();
+            let (s, peak, out) = on_gpu!(target, b => time_ntt(&**b, &input, reps, rss));
+            match out {
+                Ok(out) if out == ours => {
+                    self.push_all("ntt", n, &name, (s, peak), &anchors);
+                }
+                Ok(_) => return Err(Self::gpu_mismatch("ntt", n)),
+                Err(e) => eprintln!("  ntt {n} {name}: failed, row skipped: {e}"),
+            }
+        }
         Ok(())
     }
 
@@ -620,15 +836,11 @@ impl Suite {
         let columns: Vec<Vec<BaseElement>> = (0..COLS).map(|_| self.random_vec(n)).collect();
         let offset = BaseElement::GENERATOR;
         let reps = self.options.repeats;
-        let backend = Arc::clone(&self.backend);
         let workload = "lde-16col-blowup8";
+        let row = (n * BLOWUP) / 3;
 
-        let device = ColumnMatrix::new(columns.clone())
-            .and_then(|m| backend.upload_columns(m))
-            .map_err(Self::kernel_err(workload))?;
-        rss.reset();
-        let (ours_s, ours) = best(reps, || (), |()| backend.coset_lde(&device, BLOWUP, offset));
-        let ours_rss = rss.peak();
+        let (ours_s, ours_rss, ours) =
+            time_lde(&*self.backend, &columns, BLOWUP, offset, row, reps, rss);
         let ours = ours.map_err(Self::kernel_err(workload))?;
 
         let twiddles = fft::get_twiddles::<BaseElement>(n);
@@ -644,7 +856,6 @@ impl Suite {
             },
         );
         let wm_rss = rss.peak();
-        let row = (n * BLOWUP) / 3;
         let wm_row: Vec<BaseElement> = wm.iter().map(|c| c[row]).collect();
         if wm_row != ours.row(row) {
             return Err(Error::Mismatch {
@@ -654,13 +865,6 @@ impl Suite {
             });
         }
         drop(wm);
-        self.push(
-            workload,
-            n,
-            (ours_s, ours_rss),
-            "winter-math",
-            (wm_s, wm_rss),
-        );
 
         // Plonky3: coset DFT of the zero-padded coefficient matrix (row-major, 16 wide).
         let mut padded = vec![Goldilocks::ZERO; n * BLOWUP * COLS];
@@ -678,6 +882,7 @@ impl Suite {
             |m| dft.coset_dft_batch(m, shift),
         );
         let p3_rss = rss.peak();
+        drop(padded);
         let p3_all = p3_out.to_row_major_matrix().values;
         if !p3_agrees(&p3_all, COLS, n * BLOWUP, |r| ours.row(r)) {
             return Err(Error::Mismatch {
@@ -686,13 +891,31 @@ impl Suite {
                 anchor: "p3-dft",
             });
         }
-        self.push(
-            workload,
-            n,
-            (ours_s, ours_rss),
-            "p3-dft-dit-parallel",
-            (p3_s, p3_rss),
-        );
+        drop(p3_all);
+        let anchors = [
+            ("winter-math", wm_s, wm_rss),
+            ("p3-dft-dit-parallel", p3_s, p3_rss),
+        ];
+        let cpu = self.name();
+        self.push_all(workload, n, &cpu, (ours_s, ours_rss), &anchors);
+
+        for i in 0..self.gpus.len() {
+            if !self.runs(i, &log, &self.options.lde_log_sizes) {
+                continue;
+            }
+            let target = &self.gpus[i];
+            let name = target.name.clone();
+            let (s, peak, out) = on_gpu!(target, b => {
+                time_lde(&**b, &columns, BLOWUP, offset, row, reps, rss)
+            });
+            match out {
+                Ok(out) if out == ours => {
+                    self.push_all(workload, n, &name, (s, peak), &anchors);
+                }
+                Ok(_) => return Err(Self::gpu_mismatch(workload, n)),
+                Err(e) => eprintln!("  {workload} {n} {name}: failed, row skipped: {e}"),
+            }
+        }
         Ok(())
     }
 
@@ -705,19 +928,8 @@ impl Suite {
             })
             .collect();
         let reps = self.options.repeats;
-        let backend = Arc::clone(&self.backend);
         let workload = "merkle-rp64";
-        rss.reset();
-        let (ours_s, ours) = best(
-            reps,
-            || leaves.clone(),
-            |l| {
-                backend
-                    .merkle_tree_rp64_256(l)
-                    .and_then(|t| backend.download_tree(t))
-            },
-        );
-        let ours_rss = rss.peak();
+        let (ours_s, ours_rss, ours) = time_merkle(&*self.backend, &leaves, reps, rss);
         let ours = ours.map_err(Self::kernel_err(workload))?;
         rss.reset();
         let (wc_s, wc) = best(reps, || leaves.clone(), MerkleTree::<Rp64_256>::new);
@@ -733,20 +945,35 @@ impl Suite {
                 anchor: "winter-crypto",
             });
         }
-        self.push(
-            workload,
-            n,
-            (ours_s, ours_rss),
-            "winter-crypto",
-            (wc_s, wc_rss),
-        );
+        let anchors = [("winter-crypto", wc_s, wc_rss)];
+        let cpu = self.name();
+        self.push_all(workload, n, &cpu, (ours_s, ours_rss), &anchors);
+
+        for i in 0..self.gpus.len() {
+            if !self.runs(i, &log, &self.options.merkle_log_sizes) {
+                continue;
+            }
+            let target = &self.gpus[i];
+            let name = target.name.clone();
+            let (s, peak, out) = on_gpu!(target, b => time_merkle(&**b, &leaves, reps, rss));
+            match out {
+                Ok(tree) if tree.root() == wc.root() => {
+                    self.push_all(workload, n, &name, (s, peak), &anchors);
+                }
+                Ok(_) => return Err(Self::gpu_mismatch(workload, n)),
+                Err(e) => eprintln!("  {workload} {n} {name}: failed, row skipped: {e}"),
+            }
+        }
         Ok(())
     }
 
+    /// Whole proofs of `request` with the hash `H`: the CPU backend's accelerated components
+    /// and stock winterfell, then every GPU target (software ones only when `smallest`).
     fn prove<H: AccelHash>(
         &mut self,
         request: &ProveRequest,
         size: usize,
+        smallest: bool,
         rss: &mut Rss,
     ) -> Result<(), Error> {
         let workload = format!("prove/{}/{}", request.air(), H::ID);
@@ -780,18 +1007,50 @@ impl Suite {
                 anchor: "winterfell",
             });
         }
-        self.push(
-            &workload,
-            size,
-            (ours_s, ours_rss),
-            "winterfell-stock",
-            (stock_s, stock_rss),
-        );
+        let anchors = [("winterfell-stock", stock_s, stock_rss)];
+        let cpu = self.name();
+        self.push_all(&workload, size, &cpu, (ours_s, ours_rss), &anchors);
+
+        for i in 0..self.gpus.len() {
+            if self.gpus[i].software && !smallest {
+                continue;
+            }
+            let target = &self.gpus[i];
+            let before = prover::accel::cpu_fallbacks_total();
+            rss.reset();
+            let (s, out) = best(
+                reps,
+                || (),
+                |()| prove_on_gpu::<H>(target, request, options),
+            );
+            let peak = rss.peak();
+            let fallbacks = prover::accel::cpu_fallbacks_total().saturating_sub(before);
+            let name = if fallbacks == 0 {
+                target.name.clone()
+            } else {
+                format!("{}+{fallbacks} cpu fallbacks", target.name)
+            };
+            match out {
+                Ok(p) if p.proof == stock.proof => {
+                    self.push_all(&workload, size, &name, (s, peak), &anchors);
+                }
+                Ok(_) => {
+                    return Err(Error::Mismatch {
+                        workload,
+                        size,
+                        anchor: "winterfell",
+                    });
+                }
+                Err(e) => eprintln!("  {workload} {size} {name}: failed, row skipped: {e}"),
+            }
+        }
         Ok(())
     }
 }
 
-fn machine(simd: String, rss: &Rss) -> Machine {
+/// The machine's description; `found` lists the GPU backends the suite opened (row names),
+/// added to the driver's list of NVIDIA GPUs.
+fn machine(simd: String, rss: &Rss, found: Vec<String>) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -801,13 +1060,33 @@ fn machine(simd: String, rss: &Rss) -> Machine {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".into());
-    let gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+    // The NVIDIA driver's GPUs (PCI bus id and model), then every backend the suite opened.
+    let mut gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
         .map(|d| {
             d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .map(|e| {
+                    let bus = e.file_name().to_string_lossy().into_owned();
+                    let model = std::fs::read_to_string(e.path().join("information"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find(|l| l.starts_with("Model:"))
+                                .and_then(|l| l.split(':').nth(1))
+                                .map(|m| m.trim().to_owned())
+                        });
+                    match model {
+                        Some(m) => format!("{bus} {m}"),
+                        None => bus,
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default();
+    for name in found {
+        if !gpus.contains(&name) {
+            gpus.push(name);
+        }
+    }
     let mut features = Vec::new();
     if cfg!(target_feature = "avx2") {
         features.push("avx2");
