@@ -69,18 +69,22 @@ for t in prover/tests/accel*.rs; do prover_tests+=(--test "$(basename "$t" .rs)"
 step prover-accel-tests cargo test --release --locked -p epa-prover "${prover_tests[@]}" -- --nocapture
 
 # 4. Timings: the CUDA kernels at the sizes (each checked against the CPU once), then
-#    the kernels bench suite (wgpu, CPU, stock winterfell; CUDA where the suite has it).
+#    the kernels bench suite (CPU, CUDA, wgpu against stock winterfell and the anchors).
 if [ "${EPA_GPU_SUITE_SKIP_BENCH:-0}" != 1 ]; then
   step cuda-bench env EPA_CUDA_BENCH=1 EPA_CUDA_BENCH_JSON="$dir/cuda-kernels.json" \
     cargo test --release --locked -p epa-kernels --test cuda_bench -- --ignored --nocapture
-  step bench-kernels cargo run --release --locked -- bench --suite kernels --json "$dir/bench-kernels.json"
+  # The suites through the epa-benches `bench` example (the library `epa bench` calls, without
+  # the epa binary's RocksDB / hwloc): CPU, CUDA and wgpu rows, stock winterfell as the anchor.
+  step bench-kernels cargo run --release --locked -p epa-benches --example bench -- \
+    --suite kernels --json "$dir/bench-kernels.json"
   # ML-KEM-768 batch decapsulation on the GPU, host-device transfers included (every secret
-  # checked against the reference), at a large batch; then the kem suite (CPU and anchors).
+  # checked against the reference), at a large batch; then the kem suite (CPU, GPUs and anchors).
   step mlkem-cuda env EPA_MLKEM_CUDA_MEASURE=1048576 \
     cargo test --release --locked -p epa-kernels --test cuda_mlkem measure -- --ignored --nocapture
   step mlkem-wgpu env EPA_MLKEM_WGPU_MEASURE=65536 \
     cargo test --release --locked -p epa-kernels --test mlkem_wgpu measured -- --ignored --nocapture
-  step bench-kem cargo run --release --locked -- bench --suite kem --json "$dir/bench-kem.json"
+  step bench-kem cargo run --release --locked -p epa-benches --example bench -- \
+    --suite kem --json "$dir/bench-kem.json"
 fi
 
 printf '\n==> summary (%s)\n' "$dir"
