@@ -120,6 +120,47 @@ fn run_config(dir: &Path) -> (PathBuf, keys::GeneratedKeys) {
     (config, shard)
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// Every QUIC limit of `[limits]` reaches the server the appliance starts (each one's
+    /// behaviour is tested in node-lite's QUIC suite); 0 is refused where it would refuse
+    /// everything, and allowed (off) for the stream rate.
+    #[test]
+    fn quic_limits_from_the_config_reach_the_server(
+        subs in 1u32..64,
+        streams_per_second in 0u32..10_000,
+        idle in 1u32..3600,
+        request in 1u32..600,
+        inflight in 1u64..(1 << 34),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, _) = run_config(dir.path());
+        let mut text = std::fs::read_to_string(&config).expect("config read");
+        text.push_str(&format!(
+            "[limits]\nmax_subscriptions_per_connection = {subs}\n\
+             max_streams_per_second = {streams_per_second}\nidle_timeout_secs = {idle}\n\
+             request_timeout_secs = {request}\nmax_inflight_bytes = {inflight}\n"
+        ));
+        write(&config, &text);
+        let cfg = firmware_config::Config::load(&config).expect("valid config");
+        let server = epa::appliance::Settings::from_config(&cfg).expect("settings").server;
+        prop_assert_eq!(server.max_subscriptions_per_connection, subs as usize);
+        prop_assert_eq!(server.max_streams_per_second, streams_per_second);
+        prop_assert_eq!(server.idle_timeout, std::time::Duration::from_secs(idle.into()));
+        prop_assert_eq!(server.request_timeout, std::time::Duration::from_secs(request.into()));
+        prop_assert_eq!(server.max_inflight_bytes, inflight);
+
+        let zero = text.replace(
+            &format!("idle_timeout_secs = {idle}"),
+            "idle_timeout_secs = 0",
+        );
+        write(&config, &zero);
+        let err = firmware_config::Config::load(&config).expect_err("0 s idle timeout is refused");
+        prop_assert!(err.to_string().contains("limits.idle_timeout_secs"), "{}", err);
+    }
+}
+
 #[test]
 fn run_refuses_group_or_world_readable_secret_keys() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -305,6 +305,20 @@ pub struct Limits {
     pub max_streams_per_connection: u32,
     /// Most connections from one peer address.
     pub max_connections_per_peer: u32,
+    /// Most open subscriptions per connection.
+    pub max_subscriptions_per_connection: u32,
+    /// Streams a peer may open per second on one connection (a token bucket holding one
+    /// second's worth); 0 turns the limit off. Over it a stream is refused with
+    /// `LimitExceeded`, and a connection that keeps flooding is closed.
+    pub max_streams_per_second: u32,
+    /// A connection with no traffic for this many seconds is closed.
+    pub idle_timeout_secs: u32,
+    /// Seconds a peer has to send a whole request once its stream is open, and to
+    /// authenticate once the handshake is done (the slow-loris bound).
+    pub request_timeout_secs: u32,
+    /// Request bytes all connections together may hold in memory before they are answered;
+    /// a request that would go over is refused with `Busy`.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for Limits {
@@ -316,6 +330,11 @@ impl Default for Limits {
             max_queued_bytes_per_tenant: 256 << 20,
             max_streams_per_connection: 16,
             max_connections_per_peer: 8,
+            max_subscriptions_per_connection: 8,
+            max_streams_per_second: 500,
+            idle_timeout_secs: 30,
+            request_timeout_secs: 10,
+            max_inflight_bytes: 512 << 20,
         }
     }
 }
@@ -594,7 +613,7 @@ impl Config {
             ));
         }
         let l = &self.limits;
-        let positive: [(&str, u64); 6] = [
+        let positive: [(&str, u64); 10] = [
             ("limits.max_frame_bytes", l.max_frame_bytes.into()),
             ("limits.max_batch_txs", l.max_batch_txs.into()),
             (
@@ -613,6 +632,13 @@ impl Config {
                 "limits.max_connections_per_peer",
                 l.max_connections_per_peer.into(),
             ),
+            (
+                "limits.max_subscriptions_per_connection",
+                l.max_subscriptions_per_connection.into(),
+            ),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs.into()),
+            ("limits.request_timeout_secs", l.request_timeout_secs.into()),
+            ("limits.max_inflight_bytes", l.max_inflight_bytes),
         ];
         for (field, v) in positive {
             if v == 0 {

@@ -388,6 +388,11 @@ impl Settings {
             limits,
             max_concurrent_streams: cfg.limits.max_streams_per_connection,
             max_connections_per_ip: cfg.limits.max_connections_per_peer as usize,
+            max_subscriptions_per_connection: cfg.limits.max_subscriptions_per_connection as usize,
+            max_streams_per_second: cfg.limits.max_streams_per_second,
+            idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs.into()),
+            request_timeout: Duration::from_secs(cfg.limits.request_timeout_secs.into()),
+            max_inflight_bytes: cfg.limits.max_inflight_bytes,
             require_authentication: cfg.quic.require_authentication,
             ..ServerConfig::default()
         };
