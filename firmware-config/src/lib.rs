@@ -383,7 +383,7 @@ impl Default for Backends {
             allowed: vec!["cpu".into(), "wgpu".into(), "cuda".into()],
             device_memory_budget_mib: 0,
             simd: "auto".into(),
-            kem_gpu_min_batch: 1024,
+            kem_gpu_min_batch: 256,
         }
     }
 }

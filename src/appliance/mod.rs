@@ -233,7 +233,7 @@ impl Tuning {
         prover::registry::pick_backend(&self.backends_allowed, probed)
     }
 
-    /// The smallest decap batch sent to a hardware GPU (`backends.kem_gpu_min_batch`, 1024
+    /// The smallest decap batch sent to a hardware GPU (`backends.kem_gpu_min_batch`, 256
     /// by default).
     pub fn kem_gpu_min_batch(&self) -> usize {
         let v = self

@@ -563,9 +563,9 @@ mod tests {
         let cfg = firmware_config::Config::parse(&text, "test.toml").expect("valid");
         let tuning = Tuning::from_config(&cfg).expect("usable");
         assert_eq!(tuning.simd, Some(kernels::Isa::Scalar));
-        // [backends] kem_gpu_min_batch: the decap stage's GPU threshold (1024 by default).
+        // [backends] kem_gpu_min_batch: the decap stage's GPU threshold (256 by default).
         assert_eq!(tuning.kem_gpu_min_batch(), kem_min as usize);
-        assert_eq!(Tuning::default().kem_gpu_min_batch(), 1024);
+        assert_eq!(Tuning::default().kem_gpu_min_batch(), 256);
         let mut topology = scheduler::Topology::single_node(2, 64 << 30);
         topology.gpus.push(scheduler::GpuDevice {
             pci_address: "0000:01:00.0".into(),
