@@ -7,7 +7,7 @@
 //    SampleNTT samplings run on nine threads, the decodings on all.
 // 2. `mlkem768_reject_kernel` (one thread per ciphertext): K_bar = J(z || c) into the output.
 //    Reads 1088 bytes per ciphertext as 64-bit lanes, writes 32.
-// 3. `mlkem768_decaps_kernel` (one block of MLKEM_BLOCK threads per ciphertext, grid-stride over
+// 3. `mlkem768_decaps_kernel` (one block per ciphertext, grid-stride over
 //    the batch): decrypt, re-encrypt, compare, select. Reads the ciphertext once into shared
 //    memory (272 coalesced words), the key's polynomials (A_hat, s_hat, t_hat: 7.5 KB shared
 //    by every block, served from L1/L2) and K_bar; writes the 32-byte secret. Every
@@ -15,7 +15,9 @@
 //    shared memory, which the block zeroes before it exits.
 #include "mlkem.cuh"
 
-// Threads per block of the decapsulation kernel (the Rust side launches with the same number).
+// The most threads per block the decapsulation kernel is compiled for. The Rust side launches
+// it with 128 (DECAPS_BLOCK in kernels/src/cuda/mlkem.rs, the fastest on an H100); the code is
+// correct for any block size, as the host harness checks with groups of 1 to 256 threads.
 #define MLKEM_BLOCK 256
 
 extern "C" __global__ void __launch_bounds__(256)
