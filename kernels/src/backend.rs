@@ -233,6 +233,33 @@ pub(crate) fn check_len(what: &'static str, len: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the arguments of [`Backend::coset_lde`] over `num_rows` coefficients per column and
+/// returns the size of the LDE domain (`num_rows * blowup`, a power of two within the field's
+/// two-adicity). Every backend validates its LDE arguments here, so they all refuse the same
+/// inputs with the same errors.
+pub(crate) fn lde_domain(
+    num_rows: usize,
+    blowup: usize,
+    offset: BaseElement,
+) -> Result<usize, Error> {
+    if !blowup.is_power_of_two() {
+        return Err(Error::NotPowerOfTwo {
+            what: "LDE blowup factor",
+            len: blowup,
+        });
+    }
+    if offset == <BaseElement as winter_math::FieldElement>::ZERO {
+        return Err(Error::ZeroOffset);
+    }
+    let big = num_rows.checked_mul(blowup).ok_or(Error::TooLarge {
+        what: "LDE domain",
+        log_size: num_rows.ilog2() + blowup.ilog2(),
+        max_log: MAX_LOG_SIZE,
+    })?;
+    check_len("LDE domain", big)?;
+    Ok(big)
+}
+
 /// Largest transform size (log2) of the CPU backend: Goldilocks has roots of unity of order
 /// 2^32.
 pub(crate) const MAX_LOG_SIZE: u32 = 32;

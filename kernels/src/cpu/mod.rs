@@ -26,7 +26,7 @@ use crate::{
     Error,
     backend::{
         Backend, BackendInfo, Capabilities, ColumnMatrix, Device, MAX_LOG_SIZE, RowMatrix,
-        check_len,
+        check_len, lde_domain,
     },
 };
 
@@ -326,22 +326,8 @@ impl Backend for CpuBackend {
         blowup: usize,
         offset: BaseElement,
     ) -> Result<RowMatrix, Error> {
-        if !blowup.is_power_of_two() {
-            return Err(Error::NotPowerOfTwo {
-                what: "LDE blowup factor",
-                len: blowup,
-            });
-        }
-        if offset == BaseElement::ZERO {
-            return Err(Error::ZeroOffset);
-        }
         let n = coefficients.num_rows();
-        let big = n.checked_mul(blowup).ok_or(Error::TooLarge {
-            what: "LDE domain",
-            log_size: n.ilog2() + blowup.ilog2(),
-            max_log: MAX_LOG_SIZE,
-        })?;
-        check_len("LDE domain", big)?;
+        let big = lde_domain(n, blowup, offset)?;
         let width = coefficients.num_cols();
         let tw = self.twiddles(n);
         let k = &self.kernels;

@@ -644,23 +644,9 @@ impl Backend for CudaBackend {
         blowup: usize,
         offset: BaseElement,
     ) -> Result<CudaRows, Error> {
-        if !blowup.is_power_of_two() {
-            return Err(Error::NotPowerOfTwo {
-                what: "LDE blowup factor",
-                len: blowup,
-            });
-        }
-        if offset == BaseElement::ZERO {
-            return Err(Error::ZeroOffset);
-        }
         let n = coefficients.num_rows;
         let cols = coefficients.num_cols;
-        let big = n.checked_mul(blowup).ok_or(Error::TooLarge {
-            what: "LDE domain",
-            log_size: n.ilog2() + blowup.ilog2(),
-            max_log: MAX_LOG_SIZE,
-        })?;
-        check_len("LDE domain", big)?;
+        let big = crate::backend::lde_domain(n, blowup, offset)?;
         let words = big.checked_mul(cols).ok_or(Error::DeviceMemory {
             what: "LDE matrix",
             bytes: u64::MAX,
