@@ -319,10 +319,22 @@ pub const STATUS_PAGE: &str = include_str!("status.html");
 /// The HTML content type of the status page.
 const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
-/// What the page may load: nothing but itself and `/status` (no network fetches elsewhere).
-const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-                        style-src 'unsafe-inline'; connect-src 'self'; img-src data:; \
-                        base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The Content-Security-Policy of the status page served with `nonce`: it may load nothing but
+/// itself and `/status` (no network fetches elsewhere), and the only script that runs is the
+/// page's own, which carries the per-response nonce (a script injected through data the page
+/// renders would not).
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The status page as served with `nonce`: [`STATUS_PAGE`] with the nonce on its script.
+pub fn page_with_nonce(nonce: &str) -> String {
+    STATUS_PAGE.replacen("<script>", &format!("<script nonce=\"{nonce}\">"), 1)
+}
 
 /// Options of the HTTP face.
 #[derive(Clone, Default)]
@@ -396,14 +408,23 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn page() -> Response {
+    let mut nonce = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the system random generator failed: no nonce for the page's script\n",
+        )
+            .into_response();
+    }
+    let nonce = hex::encode(nonce);
     (
         [
-            (header::CONTENT_TYPE, HTML_CONTENT_TYPE),
-            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, HTML_CONTENT_TYPE.to_string()),
+            (header::CONTENT_SECURITY_POLICY, page_csp(&nonce)),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
-        STATUS_PAGE,
+        page_with_nonce(&nonce),
     )
         .into_response()
 }

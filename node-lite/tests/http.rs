@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use epa_node_lite::http::{
     DEFAULT_HTTP_ADDR, Histogram, HistogramFamily, HttpOptions, HttpServer, METRICS_CONTENT_TYPE,
-    Metric, MetricKind, STATUS_PAGE, Sample, StatusProvider, render_exposition, render_histograms,
-    render_metrics,
+    Metric, MetricKind, STATUS_PAGE, Sample, StatusProvider, page_csp, page_with_nonce,
+    render_exposition, render_histograms, render_metrics,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -135,11 +135,34 @@ async fn endpoints_answer_from_the_provider() {
         assert!(body.contains("epa_stage_duration_seconds_bucket{stage=\"prove\",le=\"0.1\"} 1\n"));
         check_exposition(&body).expect("the served exposition parses");
 
-        let (code, head, page) = get(addr, "/").await;
-        assert_eq!(code, 200);
-        assert!(head.contains("content-type: text/html"));
-        assert!(head.contains("content-security-policy: default-src 'none'"));
-        assert_eq!(page, STATUS_PAGE);
+        // The page's one script carries a fresh nonce, the only script the policy allows.
+        let mut nonces = Vec::new();
+        for _ in 0..2 {
+            let (code, head, page) = get(addr, "/").await;
+            assert_eq!(code, 200);
+            assert!(head.contains("content-type: text/html"));
+            let csp = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-security-policy: "))
+                .expect("the page has a content security policy");
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .expect("script-src names a nonce")
+                .to_string();
+            assert_eq!(nonce.len(), 32, "{csp}");
+            assert_eq!(csp.trim(), page_csp(&nonce));
+            assert!(!csp.contains("script-src 'unsafe-inline'"), "{csp}");
+            assert_eq!(page, page_with_nonce(&nonce));
+            assert_eq!(
+                page.matches(&format!("<script nonce=\"{nonce}\">")).count(),
+                1
+            );
+            assert_eq!(page.matches("<script").count(), 1);
+            nonces.push(nonce);
+        }
+        assert_ne!(nonces[0], nonces[1], "every response gets its own nonce");
 
         let (code, head, body) = get(addr, "/status").await;
         assert_eq!(code, 200);
