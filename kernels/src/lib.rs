@@ -48,6 +48,8 @@ pub mod conformance;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod device_words;
 mod error;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;

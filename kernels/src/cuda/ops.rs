@@ -10,6 +10,7 @@ use winter_crypto::{
 use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
 
 use super::CudaBackend;
+use crate::device_words::{b3_finish, elements_of, rp_digests, rp_finish, rp_leaf_words, words_of};
 use crate::{
     Error,
     backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix, check_len},
@@ -123,52 +124,6 @@ impl<H: Hasher> fmt::Debug for CudaTree<H> {
             .field("leaves", &self.num_leaves)
             .finish_non_exhaustive()
     }
-}
-
-/// Builds winter-crypto's `Rp64_256` tree from raw node and leaf words.
-fn rp_finish(nodes: Vec<u64>, leaves: Vec<u64>) -> Result<MerkleTree<Rp64_256>, Error> {
-    let digest = |w: &[u64]| {
-        <Rp64_256 as Hasher>::Digest::new([
-            BaseElement::from_mont(w[0]),
-            BaseElement::from_mont(w[1]),
-            BaseElement::from_mont(w[2]),
-            BaseElement::from_mont(w[3]),
-        ])
-    };
-    let nodes = nodes.chunks_exact(4).map(digest).collect();
-    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
-    let found = leaves.len();
-    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
-}
-
-/// The 32 bytes of a digest stored as 4 little-endian words.
-fn digest_bytes(w: &[u64]) -> [u8; 32] {
-    let mut b = [0u8; 32];
-    for (chunk, word) in b.chunks_exact_mut(8).zip(w) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    b
-}
-
-/// Builds winter-crypto's BLAKE3 tree from raw node and leaf words.
-fn b3_finish(
-    nodes: Vec<u64>,
-    leaves: Vec<u64>,
-) -> Result<MerkleTree<Blake3_256<BaseElement>>, Error> {
-    type D = <Blake3_256<BaseElement> as Hasher>::Digest;
-    let digest = |w: &[u64]| D::new(digest_bytes(w));
-    let nodes = nodes.chunks_exact(4).map(digest).collect();
-    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
-    let found = leaves.len();
-    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
-}
-
-fn words_of(elements: &[BaseElement]) -> Vec<u64> {
-    elements.iter().map(|e| e.inner()).collect()
-}
-
-fn elements_of(words: &[u64]) -> Vec<BaseElement> {
-    words.iter().map(|&w| BaseElement::from_mont(w)).collect()
 }
 
 /// A one-dimensional launch of `threads` threads in blocks of `block`.
@@ -739,33 +694,14 @@ impl Backend for CudaBackend {
         let d = self.hash_rows_device(rows, false)?;
         let words = self.download_words("downloading row digests", &d, rows.num_rows * 4)?;
         self.recycle(d);
-        Ok(words
-            .chunks_exact(4)
-            .map(|w| {
-                <Rp64_256 as Hasher>::Digest::new([
-                    BaseElement::from_mont(w[0]),
-                    BaseElement::from_mont(w[1]),
-                    BaseElement::from_mont(w[2]),
-                    BaseElement::from_mont(w[3]),
-                ])
-            })
-            .collect())
+        Ok(rp_digests(&words))
     }
 
     fn merkle_tree_rp64_256(
         &self,
         leaves: Vec<<Rp64_256 as Hasher>::Digest>,
     ) -> Result<CudaTree<Rp64_256>, Error> {
-        if leaves.len() < 2 {
-            return Err(Error::TooFewLeaves {
-                leaves: leaves.len(),
-            });
-        }
-        check_len("number of Merkle leaves", leaves.len())?;
-        let words: Vec<u64> = leaves
-            .iter()
-            .flat_map(|d| d.as_elements().iter().map(|e| e.inner()))
-            .collect();
+        let words = rp_leaf_words(&leaves)?;
         let buf = self.upload_words("Merkle leaves", &words)?;
         self.tree_device(buf, leaves.len(), false, rp_finish)
     }

@@ -33,6 +33,7 @@ use winter_crypto::{
 };
 use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
 
+use crate::device_words::{b3_finish, elements_of, rp_digests, rp_finish, rp_leaf_words, words_of};
 use crate::{
     CpuBackend, Error, Isa,
     backend::{Backend, BackendInfo, Capabilities, ColumnMatrix, Device, RowMatrix, check_len},
@@ -204,49 +205,6 @@ impl<H: Hasher> fmt::Debug for WgpuTree<H> {
                 .finish(),
         }
     }
-}
-
-/// Builds winter-crypto's tree from raw node and leaf words (4 words per digest).
-fn rp_finish(nodes: Vec<u64>, leaves: Vec<u64>) -> Result<MerkleTree<Rp64_256>, Error> {
-    let digest = |w: &[u64]| {
-        <Rp64_256 as Hasher>::Digest::new([
-            BaseElement::from_mont(w[0]),
-            BaseElement::from_mont(w[1]),
-            BaseElement::from_mont(w[2]),
-            BaseElement::from_mont(w[3]),
-        ])
-    };
-    let nodes = nodes.chunks_exact(4).map(digest).collect();
-    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
-    let found = leaves.len();
-    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
-}
-
-/// Builds winter-crypto's BLAKE3 tree from raw node and leaf words (4 little-endian words, 32
-/// bytes, per digest).
-fn b3_finish(
-    nodes: Vec<u64>,
-    leaves: Vec<u64>,
-) -> Result<MerkleTree<Blake3_256<BaseElement>>, Error> {
-    let digest = |w: &[u64]| {
-        let mut bytes = [0u8; 32];
-        for (out, word) in bytes.chunks_exact_mut(8).zip(w) {
-            out.copy_from_slice(&word.to_le_bytes());
-        }
-        <Blake3_256<BaseElement> as Hasher>::Digest::new(bytes)
-    };
-    let nodes = nodes.chunks_exact(4).map(digest).collect();
-    let leaves: Vec<_> = leaves.chunks_exact(4).map(digest).collect();
-    let found = leaves.len();
-    MerkleTree::from_raw_parts(nodes, leaves).map_err(|_| Error::TooFewLeaves { leaves: found })
-}
-
-fn words_of(elements: &[BaseElement]) -> Vec<u64> {
-    elements.iter().map(|e| e.inner()).collect()
-}
-
-fn elements_of(words: &[u64]) -> Vec<BaseElement> {
-    words.iter().map(|&w| BaseElement::from_mont(w)).collect()
 }
 
 /// `BaseElement::new(k)` as its raw word, split into two `u32` halves for a uniform.
@@ -1148,33 +1106,14 @@ impl Backend for WgpuBackend {
             let d = self.hash_rows_device(rows, false)?;
             self.read_all(&d, rows.num_rows * 4)
         })?;
-        Ok(words
-            .chunks_exact(4)
-            .map(|w| {
-                <Rp64_256 as Hasher>::Digest::new([
-                    BaseElement::from_mont(w[0]),
-                    BaseElement::from_mont(w[1]),
-                    BaseElement::from_mont(w[2]),
-                    BaseElement::from_mont(w[3]),
-                ])
-            })
-            .collect())
+        Ok(rp_digests(&words))
     }
 
     fn merkle_tree_rp64_256(
         &self,
         leaves: Vec<<Rp64_256 as Hasher>::Digest>,
     ) -> Result<WgpuTree<Rp64_256>, Error> {
-        if leaves.len() < 2 {
-            return Err(Error::TooFewLeaves {
-                leaves: leaves.len(),
-            });
-        }
-        check_len("number of Merkle leaves", leaves.len())?;
-        let words: Vec<u64> = leaves
-            .iter()
-            .flat_map(|d| d.as_elements().iter().map(|e| e.inner()))
-            .collect();
+        let words = rp_leaf_words(&leaves)?;
         self.guarded("Rp64_256 Merkle tree", || {
             let buf = self.upload("Merkle leaves", &words)?;
             self.tree_device(buf, leaves.len(), false, rp_finish)
