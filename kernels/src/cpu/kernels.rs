@@ -5,31 +5,35 @@
 //! the drivers split work with rayon and call these leaves on cache-sized pieces, so no closure
 //! has to inherit a target feature.
 
+use core::mem::MaybeUninit;
+
 use super::{
-    Isa, ntt,
+    Isa, lde, ntt,
     packed::{Packed, Scalar},
     rescue::{self, Constants, RawDigest},
 };
 
 type PairFn = unsafe fn(&mut [u64], &mut [u64], &[u64]);
 type BlockFn = unsafe fn(&mut [u64], &[u64]);
-type MulIntoFn = unsafe fn(&mut [u64], &[u64], &[u64]);
 type ScaleFn = unsafe fn(&mut [u64], u64);
 type HashRowsFn = unsafe fn(&[u64], usize, &mut [RawDigest], &Constants);
 type MergeFn = unsafe fn(&[RawDigest], &mut [RawDigest], &Constants);
+type LdeFillFn = unsafe fn(&mut [MaybeUninit<u64>], usize, &lde::Fill<'_>);
+type RowsDitFn = unsafe fn(&mut [u64], usize, &[u64]);
+type LdePassFn = unsafe fn(&mut [u64], &lde::Pass, &[u64]);
 
 /// Leaf kernels of one ISA.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     isa: Isa,
     dif_pair: PairFn,
-    dit_pair: PairFn,
     dif_block: BlockFn,
-    dit_block: BlockFn,
-    mul_into: MulIntoFn,
     scale: ScaleFn,
     hash_rows: HashRowsFn,
     merge: MergeFn,
+    lde_fill: LdeFillFn,
+    rows_dit: RowsDitFn,
+    lde_pass: LdePassFn,
 }
 
 /// Hashes every row of `rows` (`width` words each) into `out`, `P::WIDTH` rows at a time.
@@ -68,20 +72,8 @@ macro_rules! isa_module {
                 ntt::dif_pair::<$packed>(lo, hi, w)
             }
             $(#[target_feature(enable = $feature)])?
-            pub(super) unsafe fn dit_pair(lo: &mut [u64], hi: &mut [u64], w: &[u64]) {
-                ntt::dit_pair::<$packed>(lo, hi, w)
-            }
-            $(#[target_feature(enable = $feature)])?
             pub(super) unsafe fn dif_block(x: &mut [u64], tw: &[u64]) {
                 ntt::dif_block::<$packed>(x, tw)
-            }
-            $(#[target_feature(enable = $feature)])?
-            pub(super) unsafe fn dit_block(x: &mut [u64], tw: &[u64]) {
-                ntt::dit_block::<$packed>(x, tw)
-            }
-            $(#[target_feature(enable = $feature)])?
-            pub(super) unsafe fn mul_into(dst: &mut [u64], a: &[u64], b: &[u64]) {
-                ntt::mul_into::<$packed>(dst, a, b)
             }
             $(#[target_feature(enable = $feature)])?
             pub(super) unsafe fn scale(x: &mut [u64], c: u64) {
@@ -101,16 +93,36 @@ macro_rules! isa_module {
                 merge_all::<$packed>(pairs, out, k)
             }
 
+            /// # Safety
+            /// As [`lde::fill`], plus the ISA check of every entry.
+            $(#[target_feature(enable = $feature)])?
+            pub(super) unsafe fn lde_fill(
+                dst: &mut [MaybeUninit<u64>],
+                p0: usize,
+                f: &lde::Fill<'_>,
+            ) {
+                // SAFETY: the caller upholds `lde::fill`'s contract (see `Kernels::lde_fill`).
+                unsafe { lde::fill::<$packed>(dst, p0, f) }
+            }
+            $(#[target_feature(enable = $feature)])?
+            pub(super) unsafe fn rows_dit(x: &mut [u64], w_words: usize, tw: &[u64]) {
+                lde::rows_dit::<$packed>(x, w_words, tw)
+            }
+            $(#[target_feature(enable = $feature)])?
+            pub(super) unsafe fn lde_pass(buf: &mut [u64], g: &lde::Pass, tw: &[u64]) {
+                lde::pass::<$packed>(buf, g, tw)
+            }
+
             pub(super) const TABLE: Kernels = Kernels {
                 isa: Isa::Scalar,
                 dif_pair,
-                dit_pair,
                 dif_block,
-                dit_block,
-                mul_into,
                 scale,
                 hash_rows,
                 merge,
+                lde_fill,
+                rows_dit,
+                lde_pass,
             };
         }
     };
@@ -153,28 +165,10 @@ impl Kernels {
         unsafe { (self.dif_pair)(lo, hi, w) }
     }
 
-    /// See [`ntt::dit_pair`]; `lo`, `hi`, `w` of equal length.
-    pub(crate) fn dit_pair(&self, lo: &mut [u64], hi: &mut [u64], w: &[u64]) {
-        // SAFETY: ISA support was checked by `Kernels::new`.
-        unsafe { (self.dit_pair)(lo, hi, w) }
-    }
-
     /// See [`ntt::dif_block`].
     pub(crate) fn dif_block(&self, x: &mut [u64], tw: &[u64]) {
         // SAFETY: ISA support was checked by `Kernels::new`.
         unsafe { (self.dif_block)(x, tw) }
-    }
-
-    /// See [`ntt::dit_block`].
-    pub(crate) fn dit_block(&self, x: &mut [u64], tw: &[u64]) {
-        // SAFETY: ISA support was checked by `Kernels::new`.
-        unsafe { (self.dit_block)(x, tw) }
-    }
-
-    /// See [`ntt::mul_into`].
-    pub(crate) fn mul_into(&self, dst: &mut [u64], a: &[u64], b: &[u64]) {
-        // SAFETY: ISA support was checked by `Kernels::new`.
-        unsafe { (self.mul_into)(dst, a, b) }
     }
 
     /// See [`ntt::scale`].
@@ -199,5 +193,33 @@ impl Kernels {
     pub(crate) fn merge(&self, pairs: &[RawDigest], out: &mut [RawDigest], k: &Constants) {
         // SAFETY: ISA support was checked by `Kernels::new`.
         unsafe { (self.merge)(pairs, out, k) }
+    }
+
+    /// See [`lde::fill`].
+    ///
+    /// # Safety
+    /// The first `f.width` words of every super-row (`f.width * f.blowup` words) of `dst` are
+    /// initialised.
+    pub(crate) unsafe fn lde_fill(
+        &self,
+        dst: &mut [MaybeUninit<u64>],
+        p0: usize,
+        f: &lde::Fill<'_>,
+    ) {
+        // SAFETY: ISA support was checked by `Kernels::new`; the caller guarantees the
+        // initialised first segments `lde::fill` reads.
+        unsafe { (self.lde_fill)(dst, p0, f) }
+    }
+
+    /// See [`lde::rows_dit`].
+    pub(crate) fn rows_dit(&self, x: &mut [u64], w_words: usize, tw: &[u64]) {
+        // SAFETY: ISA support was checked by `Kernels::new`.
+        unsafe { (self.rows_dit)(x, w_words, tw) }
+    }
+
+    /// See [`lde::pass`].
+    pub(crate) fn lde_pass(&self, buf: &mut [u64], g: &lde::Pass, tw: &[u64]) {
+        // SAFETY: ISA support was checked by `Kernels::new`.
+        unsafe { (self.lde_pass)(buf, g, tw) }
     }
 }

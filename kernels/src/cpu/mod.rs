@@ -20,7 +20,7 @@ use winter_crypto::{
     Hasher, MerkleTree,
     hashers::{Blake3_256, Rp64_256},
 };
-use winter_math::{FieldElement, StarkField, fields::f64::BaseElement};
+use winter_math::fields::f64::BaseElement;
 
 use crate::{
     Error,
@@ -30,8 +30,10 @@ use crate::{
     },
 };
 
+mod alloc;
 pub(crate) mod field;
 mod kernels;
+mod lde;
 mod merkle;
 mod mlkem;
 pub(crate) mod ntt;
@@ -127,9 +129,6 @@ impl fmt::Debug for CpuBackend {
             .finish_non_exhaustive()
     }
 }
-
-/// Rows per transpose tile in the LDE.
-const LDE_TILE: usize = 64;
 
 /// Parallel pieces smaller than this many rows are not worth a task.
 const ROWS_PER_TASK: usize = 256;
@@ -330,67 +329,16 @@ impl Backend for CpuBackend {
         let big = lde_domain(n, blowup, offset)?;
         let width = coefficients.num_cols();
         let tw = self.twiddles(n);
-        let k = &self.kernels;
-        let g = BaseElement::get_root_of_unity(big.ilog2());
-        let bits = n.trailing_zeros();
-
-        // Coefficients in bit-reversed order: the DIT input order.
         let coeffs = words::as_words(coefficients.data());
-        let mut reversed = vec![0u64; n * width];
-        reversed
-            .par_chunks_mut(n)
-            .zip(coeffs.par_chunks(n))
-            .for_each(|(dst, src)| {
-                for (p, d) in dst.iter_mut().enumerate() {
-                    *d = src[ntt::rev(p, bits)];
-                }
-            });
-
-        let mut out: Vec<BaseElement> = Vec::with_capacity(big * width);
-        let target = words::SharedRows::new(out.spare_capacity_mut());
-        let inner_par = blowup < rayon::current_num_threads();
-        // One group of cosets per worker, so each worker allocates its scratch once.
-        let groups = blowup.min(rayon::current_num_threads()).max(1);
-        (0..groups).into_par_iter().for_each(|group| {
-            let mut scratch = vec![0u64; n * width];
-            let mut tile = vec![0u64; LDE_TILE * width];
-            for t in (group..blowup).step_by(groups) {
-                // Coset t holds the points offset * g^(t + blowup * i), i < n: rows t + blowup * i.
-                let shift = offset * g.exp(t as u64);
-                let powers = ntt::shift_powers_bitrev(shift, n);
-                let work = |(dst, src): (&mut [u64], &[u64])| {
-                    k.mul_into(dst, src, &powers);
-                    ntt::dit(k, dst, &tw.fwd, inner_par);
-                };
-                if inner_par {
-                    scratch
-                        .par_chunks_mut(n)
-                        .zip(reversed.par_chunks(n))
-                        .for_each(work);
-                } else {
-                    scratch.chunks_mut(n).zip(reversed.chunks(n)).for_each(work);
-                }
-                // Transpose through an L1-sized tile: read each column's run contiguously,
-                // write whole rows.
-                for i0 in (0..n).step_by(LDE_TILE) {
-                    let len = LDE_TILE.min(n - i0);
-                    for (c, col) in scratch.chunks_exact(n).enumerate() {
-                        for (ii, v) in col[i0..i0 + len].iter().enumerate() {
-                            tile[ii * width + c] = *v;
-                        }
-                    }
-                    for ii in 0..len {
-                        let row = t + blowup * (i0 + ii);
-                        // SAFETY: coset `t` (handled by this group alone) is the only writer
-                        // of rows `t + blowup * i`.
-                        unsafe { target.write_row(row, &tile[ii * width..(ii + 1) * width]) };
-                    }
-                }
-            }
-        });
-        // SAFETY: the cosets t < blowup wrote rows t + blowup * i for every i < n, that is
-        // every row of the `big * width` words reserved above, each as a valid element.
-        unsafe { out.set_len(big * width) };
+        let out = lde::coset_lde(
+            &self.kernels,
+            coeffs,
+            n,
+            blowup,
+            offset,
+            &tw,
+            lde::Plan::DEFAULT,
+        );
         Ok(RowMatrix::from_parts(out, big, width))
     }
 

@@ -1,10 +1,10 @@
 //! Radix-2 NTT kernels over packed words and the cache-blocked, multi-threaded drivers.
 //!
-//! Two transforms cover every operation without a bit-reversal in the LDE path:
-//! decimation in frequency (DIF, natural order in, bit-reversed order out) and decimation in
-//! time (DIT, bit-reversed in, natural out). Stage `h` (half-size of its butterflies) uses the
-//! twiddles `tw[h..2h]`, `tw[h + j] = w_{2h}^j` with `w_{2h}` winter-math's root of unity of
-//! order `2h`; one table therefore serves every transform size up to its length.
+//! The column transforms are decimations in frequency (DIF, natural order in, bit-reversed
+//! order out, then one cache-friendly bit reversal). Stage `h` (half-size of its butterflies)
+//! uses the twiddles `tw[h..2h]`, `tw[h + j] = w_{2h}^j` with `w_{2h}` winter-math's root of
+//! unity of order `2h`; one table therefore serves every transform size up to its length (the
+//! row-major LDE of [`super::lde`] runs its decimation in time on the same table).
 //!
 //! Blocking: stages whose butterflies span more than [`BLOCK`] words run as full passes over
 //! the column (split into pieces for the thread pool); the remaining stages run block by block
@@ -86,24 +86,6 @@ pub(crate) fn dif_pair<P: super::packed::Packed>(lo: &mut [u64], hi: &mut [u64],
     }
 }
 
-/// One DIT stage on a pair of half-blocks: `t = b * w`, `a' = a + t`, `b' = a - t`.
-#[inline(always)]
-pub(crate) fn dit_pair<P: super::packed::Packed>(lo: &mut [u64], hi: &mut [u64], w: &[u64]) {
-    let n = lo.len();
-    let main = n - n % P::WIDTH;
-    for j in (0..main).step_by(P::WIDTH) {
-        let a = P::load(&lo[j..]);
-        let t = P::load(&hi[j..]).mul(P::load(&w[j..]));
-        a.add(t).store(&mut lo[j..]);
-        a.sub(t).store(&mut hi[j..]);
-    }
-    for j in main..n {
-        let (a, t) = (lo[j], field::mul(hi[j], w[j]));
-        lo[j] = field::add(a, t);
-        hi[j] = field::sub(a, t);
-    }
-}
-
 /// All DIF stages `h = x.len() / 2, ..., 1` of one L2-resident block: stages whose
 /// butterflies span more than [`L1_BLOCK`] words as passes over the block, the rest
 /// sub-block by sub-block while each sub-block stays in L1.
@@ -125,29 +107,10 @@ pub(crate) fn dif_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
     }
 }
 
-/// All DIT stages `h = 1, ..., x.len() / 2` of one L2-resident block (the mirror of
-/// [`dif_block`]).
-#[inline(always)]
-pub(crate) fn dit_block<P: super::packed::Packed>(x: &mut [u64], tw: &[u64]) {
-    let sub_len = x.len().min(L1_BLOCK);
-    for sub in x.chunks_exact_mut(sub_len) {
-        let mut h = 1;
-        while h < sub_len {
-            dit_stage::<P>(sub, h, tw);
-            h *= 2;
-        }
-    }
-    let mut h = sub_len;
-    while h < x.len() {
-        dit_stage::<P>(x, h, tw);
-        h *= 2;
-    }
-}
-
 #[inline(always)]
 fn dif_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
     if h < P::WIDTH {
-        return narrow_stage::<P, false>(x, h, tw);
+        return narrow_stage::<P>(x, h, tw);
     }
     for blk in x.chunks_exact_mut(2 * h) {
         let (lo, hi) = blk.split_at_mut(h);
@@ -155,22 +118,11 @@ fn dif_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
     }
 }
 
-#[inline(always)]
-fn dit_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
-    if h < P::WIDTH {
-        return narrow_stage::<P, true>(x, h, tw);
-    }
-    for blk in x.chunks_exact_mut(2 * h) {
-        let (lo, hi) = blk.split_at_mut(h);
-        dit_pair::<P>(lo, hi, &tw[h..2 * h]);
-    }
-}
-
 /// A stage whose butterflies are narrower than a vector (`h < P::WIDTH`): the `P::WIDTH`
 /// butterflies of `2 * P::WIDTH` consecutive words are gathered into one vector of upper and
 /// one of lower operands, computed together and scattered back.
 #[inline(always)]
-fn narrow_stage<P: super::packed::Packed, const DIT: bool>(x: &mut [u64], h: usize, tw: &[u64]) {
+fn narrow_stage<P: super::packed::Packed>(x: &mut [u64], h: usize, tw: &[u64]) {
     let lanes = P::WIDTH;
     let mut lo = [0u64; 8];
     let mut hi = [0u64; 8];
@@ -187,12 +139,7 @@ fn narrow_stage<P: super::packed::Packed, const DIT: bool>(x: &mut [u64], h: usi
             hi[k] = chunk[i + h];
         }
         let (a, b) = (P::load(&lo), P::load(&hi));
-        let (a, b) = if DIT {
-            let t = b.mul(vw);
-            (a.add(t), a.sub(t))
-        } else {
-            (a.add(b), a.sub(b).mul(vw))
-        };
+        let (a, b) = (a.add(b), a.sub(b).mul(vw));
         a.store(&mut lo);
         b.store(&mut hi);
         for k in 0..lanes {
@@ -203,24 +150,7 @@ fn narrow_stage<P: super::packed::Packed, const DIT: bool>(x: &mut [u64], h: usi
     }
     for blk in chunks.into_remainder().chunks_exact_mut(2 * h) {
         let (l, r) = blk.split_at_mut(h);
-        if DIT {
-            dit_pair::<super::packed::Scalar>(l, r, &tw[h..2 * h]);
-        } else {
-            dif_pair::<super::packed::Scalar>(l, r, &tw[h..2 * h]);
-        }
-    }
-}
-
-/// `dst[i] = a[i] * b[i]` (all of equal length).
-#[inline(always)]
-pub(crate) fn mul_into<P: super::packed::Packed>(dst: &mut [u64], a: &[u64], b: &[u64]) {
-    let n = dst.len();
-    let main = n - n % P::WIDTH;
-    for j in (0..main).step_by(P::WIDTH) {
-        P::load(&a[j..]).mul(P::load(&b[j..])).store(&mut dst[j..]);
-    }
-    for j in main..n {
-        dst[j] = field::mul(a[j], b[j]);
+        dif_pair::<super::packed::Scalar>(l, r, &tw[h..2 * h]);
     }
 }
 
@@ -269,36 +199,6 @@ pub(crate) fn dif(k: &Kernels, x: &mut [u64], tw: &[u64], par: bool) {
         x.par_chunks_mut(bs).for_each(|blk| k.dif_block(blk, tw));
     } else {
         x.chunks_mut(bs).for_each(|blk| k.dif_block(blk, tw));
-    }
-}
-
-/// DIT of one column in place (bit-reversed order in, natural out).
-pub(crate) fn dit(k: &Kernels, x: &mut [u64], tw: &[u64], par: bool) {
-    let n = x.len();
-    if n < 2 {
-        return;
-    }
-    let bs = n.min(BLOCK);
-    if par {
-        x.par_chunks_mut(bs).for_each(|blk| k.dit_block(blk, tw));
-    } else {
-        x.chunks_mut(bs).for_each(|blk| k.dit_block(blk, tw));
-    }
-    let mut h = bs;
-    while h < n {
-        let w = &tw[h..2 * h];
-        for blk in x.chunks_exact_mut(2 * h) {
-            let (lo, hi) = blk.split_at_mut(h);
-            if par {
-                lo.par_chunks_mut(PIECE)
-                    .zip(hi.par_chunks_mut(PIECE))
-                    .zip(w.par_chunks(PIECE))
-                    .for_each(|((a, b), w)| k.dit_pair(a, b, w));
-            } else {
-                k.dit_pair(lo, hi, w);
-            }
-        }
-        h *= 2;
     }
 }
 
@@ -381,6 +281,7 @@ pub(crate) fn inverse(k: &Kernels, x: &mut [u64], tw: &Twiddles, par: bool) {
     }
 }
 
+#[cfg(feature = "wgpu")]
 /// Powers `s^rev(p)` for `p < n` (raw words), the coset shift of an LDE in the order a DIT
 /// input needs.
 pub(crate) fn shift_powers_bitrev(s: BaseElement, n: usize) -> Vec<u64> {

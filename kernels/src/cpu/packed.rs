@@ -6,6 +6,8 @@
 //! ever used from functions compiled with the matching `#[target_feature]` that the dispatcher
 //! in [`super`] calls after `is_x86_feature_detected!` confirmed the feature.
 
+use core::mem::MaybeUninit;
+
 use super::field;
 
 /// A vector of `WIDTH` raw Montgomery words with winter-math's arithmetic in every lane.
@@ -18,6 +20,8 @@ pub(crate) trait Packed: Copy + Send + Sync {
     fn load(src: &[u64]) -> Self;
     /// Stores the lanes into the first `WIDTH` words of `dst`.
     fn store(self, dst: &mut [u64]);
+    /// Stores the lanes into the first `WIDTH` words of a possibly uninitialised `dst`.
+    fn store_uninit(self, dst: &mut [MaybeUninit<u64>]);
     /// winter-math's `+`.
     fn add(self, rhs: Self) -> Self;
     /// winter-math's `-`.
@@ -58,6 +62,10 @@ impl Packed for Scalar {
         dst[0] = self.0;
     }
     #[inline(always)]
+    fn store_uninit(self, dst: &mut [MaybeUninit<u64>]) {
+        dst[0].write(self.0);
+    }
+    #[inline(always)]
     fn add(self, rhs: Self) -> Self {
         Self(field::add(self.0, rhs.0))
     }
@@ -92,7 +100,7 @@ pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use core::arch::x86_64::*;
+    use core::{arch::x86_64::*, mem::MaybeUninit};
 
     use super::{Packed, field::P};
 
@@ -150,6 +158,13 @@ mod x86 {
         fn store(self, dst: &mut [u64]) {
             let dst = &mut dst[..4];
             // SAFETY: `dst` holds 4 writable words (checked by the slice above); unaligned store.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), self.0) }
+        }
+        #[inline(always)]
+        fn store_uninit(self, dst: &mut [MaybeUninit<u64>]) {
+            let dst = &mut dst[..4];
+            // SAFETY: `dst` holds 4 writable words (checked by the slice above); unaligned
+            // store, which initialises them.
             unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), self.0) }
         }
         #[inline(always)]
@@ -296,6 +311,13 @@ mod x86 {
         fn store(self, dst: &mut [u64]) {
             let dst = &mut dst[..8];
             // SAFETY: `dst` holds 8 writable words (checked by the slice above); unaligned store.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), self.0) }
+        }
+        #[inline(always)]
+        fn store_uninit(self, dst: &mut [MaybeUninit<u64>]) {
+            let dst = &mut dst[..8];
+            // SAFETY: `dst` holds 8 writable words (checked by the slice above); unaligned
+            // store, which initialises them.
             unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), self.0) }
         }
         #[inline(always)]

@@ -24,23 +24,43 @@ pub(crate) fn as_words_mut(elements: &mut [BaseElement]) -> &mut [u64] {
     unsafe { core::slice::from_raw_parts_mut(elements.as_mut_ptr().cast(), elements.len()) }
 }
 
-/// A row-major output that several threads fill, each writing a disjoint set of rows.
-pub(crate) struct SharedRows<'a> {
-    ptr: *mut u64,
-    len: usize,
-    _borrow: PhantomData<&'a mut [MaybeUninit<BaseElement>]>,
+/// The words of possibly uninitialised elements.
+pub(crate) fn uninit_words_mut(
+    elements: &mut [MaybeUninit<BaseElement>],
+) -> &mut [MaybeUninit<u64>] {
+    // SAFETY: `BaseElement` has the layout of `u64` (checked above), so `MaybeUninit` of one
+    // has the layout of `MaybeUninit` of the other; the exclusive borrow carries over.
+    unsafe { core::slice::from_raw_parts_mut(elements.as_mut_ptr().cast(), elements.len()) }
 }
 
-// SAFETY: `SharedRows` only hands out writes through `write_row`, whose contract is
-// that concurrent callers write disjoint rows; the borrowed buffer outlives it.
-unsafe impl Send for SharedRows<'_> {}
-// SAFETY: see `Send`.
-unsafe impl Sync for SharedRows<'_> {}
+/// The words of `words`, all of which have been written.
+///
+/// # Safety
+/// Every word of `words` is initialised.
+pub(crate) unsafe fn assume_init_words_mut(words: &mut [MaybeUninit<u64>]) -> &mut [u64] {
+    // SAFETY: `MaybeUninit<u64>` has the layout of `u64` and the caller guarantees that every
+    // word is initialised; the exclusive borrow carries over.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len()) }
+}
 
-impl<'a> SharedRows<'a> {
+/// A buffer of words that several threads read and write at once, each its own disjoint
+/// ranges (a matrix whose tasks own interleaved rows or column slices).
+pub(crate) struct SharedWords<'a> {
+    ptr: *mut u64,
+    len: usize,
+    _borrow: PhantomData<&'a mut [MaybeUninit<u64>]>,
+}
+
+// SAFETY: `SharedWords` only gives access through `read` and `write`, whose contract is that
+// concurrent callers touch disjoint ranges; the borrowed buffer outlives it.
+unsafe impl Send for SharedWords<'_> {}
+// SAFETY: see `Send`.
+unsafe impl Sync for SharedWords<'_> {}
+
+impl<'a> SharedWords<'a> {
     /// Wraps an exclusively borrowed, possibly uninitialised buffer of elements.
     pub(crate) fn new(buf: &'a mut [MaybeUninit<BaseElement>]) -> Self {
-        // `BaseElement` has the layout of `u64` (checked above), and so has its `MaybeUninit`.
+        let buf = uninit_words_mut(buf);
         Self {
             ptr: buf.as_mut_ptr().cast(),
             len: buf.len(),
@@ -48,21 +68,45 @@ impl<'a> SharedRows<'a> {
         }
     }
 
-    /// Writes `values` as row `row` of a matrix with `values.len()` words per row.
+    /// Wraps an exclusively borrowed, initialised buffer of words.
+    pub(crate) fn new_init(buf: &'a mut [u64]) -> Self {
+        Self {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Writes `values` at word `at`.
     ///
     /// # Safety
-    /// No other thread may read or write row `row` during the call.
-    pub(crate) unsafe fn write_row(&self, row: usize, values: &[u64]) {
-        let start = row * values.len();
+    /// No other thread may read or write words `at .. at + values.len()` during the call.
+    pub(crate) unsafe fn write(&self, at: usize, values: &[u64]) {
         assert!(
-            start + values.len() <= self.len,
-            "row {row} outside the output"
+            at + values.len() <= self.len,
+            "words {at}..{} outside the buffer of {}",
+            at + values.len(),
+            self.len
         );
-        // SAFETY: the destination range lies inside the buffer (asserted above), cannot
-        // overlap `values` (the buffer is exclusively borrowed by `self`), and the caller
-        // guarantees that this row is written by this thread alone.
-        unsafe {
-            core::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(start), values.len())
-        };
+        // SAFETY: the destination lies inside the buffer (asserted above), cannot overlap
+        // `values` (the buffer is exclusively borrowed by `self`), and the caller guarantees
+        // that no other thread touches it meanwhile.
+        unsafe { core::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(at), values.len()) };
+    }
+
+    /// Reads words `at .. at + dst.len()` into `dst`.
+    ///
+    /// # Safety
+    /// Those words are initialised and no other thread writes them during the call.
+    pub(crate) unsafe fn read(&self, at: usize, dst: &mut [u64]) {
+        assert!(
+            at + dst.len() <= self.len,
+            "words {at}..{} outside the buffer of {}",
+            at + dst.len(),
+            self.len
+        );
+        // SAFETY: the source lies inside the buffer (asserted above) and is initialised and
+        // not written concurrently (the caller's contract); `dst` is a distinct allocation.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), dst.len()) };
     }
 }
