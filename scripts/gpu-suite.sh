@@ -5,7 +5,7 @@
 # missing device fails instead of skipping), then the CUDA kernel and ML-KEM timings and
 # `epa bench --suite kernels` / `--suite kem` in release.
 # Everything it prints is also written under $OUT (when set) or target/gpu-suite/:
-# nvidia-smi.txt, one log per step, cuda-kernels.json, bench-kernels.json, and summary.txt
+# nvidia-smi.txt, one log per step, cuda-kernels.json, wgpu-kernels.json, bench-kernels.json, and summary.txt
 # (printed last).
 #
 #   bash scripts/gpu-suite.sh            # everything
@@ -56,6 +56,16 @@ else
 fi
 step cuda-check bash scripts/cuda-check.sh
 
+# Vulkan for wgpu on the NVIDIA driver: the loader (libvulkan1) must be installed, and a
+# container that mounts the driver under /usr/local/nvidia keeps its ICD manifest there.
+if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then
+  note "vulkan no Vulkan loader (libvulkan.so.1): wgpu finds no adapter; install libvulkan1"
+fi
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  note "vulkan VK_DRIVER_FILES=$VK_DRIVER_FILES"
+fi
+
 # 3. Conformance and byte-identical proofs on the real devices (release: the sizes are real).
 export EPA_REQUIRE_CUDA=1 EPA_REQUIRE_WGPU=1
 step build cargo build --release --locked --workspace --all-targets
@@ -68,11 +78,13 @@ prover_tests=()
 for t in prover/tests/accel*.rs; do prover_tests+=(--test "$(basename "$t" .rs)"); done
 step prover-accel-tests cargo test --release --locked -p epa-prover "${prover_tests[@]}" -- --nocapture
 
-# 4. Timings: the CUDA kernels at the issue's sizes (each checked against the CPU once), then
+# 4. Timings: the CUDA and wgpu kernels at the issues' sizes (each checked against the CPU once), then
 #    the kernels bench suite (CPU, CUDA, wgpu against stock winterfell and the anchors).
 if [ "${EPA_GPU_SUITE_SKIP_BENCH:-0}" != 1 ]; then
   step cuda-bench env EPA_CUDA_BENCH=1 EPA_CUDA_BENCH_JSON="$dir/cuda-kernels.json" \
     cargo test --release --locked -p epa-kernels --test cuda_bench -- --ignored --nocapture
+  step wgpu-bench env EPA_WGPU_BENCH=1 EPA_WGPU_BENCH_JSON="$dir/wgpu-kernels.json" \
+    cargo test --release --locked -p epa-kernels --test wgpu_bench -- --ignored --nocapture
   # The suites through the epa-benches `bench` example (the library `epa bench` calls, without
   # the epa binary's RocksDB / hwloc): CPU, CUDA and wgpu rows, stock winterfell as the anchor.
   step bench-kernels cargo run --release --locked -p epa-benches --example bench -- \

@@ -7,14 +7,19 @@
 //!
 //! The `kernels` suite ([`run_kernels`]) covers:
 //! * `ntt`: single-column forward NTT, ours (`kernels::CpuBackend`) against winter-math's
-//!   `fft::evaluate_poly` and Plonky3's `p3-dft` `Radix2DitParallel` over `p3-goldilocks`;
+//!   `fft::evaluate_poly` (on one thread, as winterfell's default build runs it) and Plonky3's `p3-dft` `Radix2DitParallel` over `p3-goldilocks`;
 //! * `lde-16col`: coset LDE of 16 columns, blowup 8, ours against winter-math (one
 //!   `fft::evaluate_poly_with_offset` per column, columns in parallel) and `p3-dft`
 //!   `coset_dft_batch` on the zero-padded coefficient matrix;
 //! * `merkle-rp64`: an `Rp64_256` Merkle tree over random leaves, ours against winter-crypto's
-//!   `MerkleTree::new`;
+//!   `MerkleTree::new` on one thread;
 //! * `prove/<air>/<hash>`: whole proofs, [`prover::accel::AccelComponents`] on the CPU backend
-//!   against stock winterfell's default components (preset `fast-96`).
+//!   against stock winterfell's default components (preset `fast-96`) on one thread.
+//!
+//! winterfell's default build is single-threaded. This workspace builds winter-fri,
+//! winter-crypto and winter-math with their `concurrent` feature (deterministic; winter-prover
+//! stays without it), so the anchors that stand for default winterfell run in a pool of one
+//! thread; the LDE anchor spreads its columns over every thread itself.
 //!
 //! Every case is also timed on each GPU backend that opens on this machine ([`gpu_targets`]):
 //! `kernels::CudaBackend` (skipped without a CUDA driver, device or NVRTC) and
@@ -622,6 +627,22 @@ struct Suite {
 }
 
 /// Best time of `repeats` runs after a warm-up; `setup` builds each run's input untimed.
+/// Runs `f` on a pool of one thread: winterfell's default build (without its `concurrent`
+/// feature) is single-threaded, and the anchors that stand for it (stock proofs, winter-math's
+/// single-column FFT, winter-crypto's `MerkleTree::new`) are timed that way although this
+/// binary builds winter-fri, winter-crypto and winter-math with `concurrent` (the prover's
+/// FRI layers, Merkle trees and FFTs use every core; docs/adr/0010-determinism.md).
+fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("the OS starts one more thread for the one-thread anchor pool")
+    })
+    .install(f)
+}
+
 fn best<I, O>(repeats: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(I) -> O) -> (f64, O) {
     let mut out = f(setup());
     let mut best = f64::INFINITY;
@@ -772,7 +793,7 @@ impl Suite {
             reps,
             || input.clone(),
             |mut p| {
-                fft::evaluate_poly(&mut p, &twiddles);
+                one_thread(|| fft::evaluate_poly(&mut p, &twiddles));
                 p
             },
         );
@@ -932,7 +953,11 @@ impl Suite {
         let (ours_s, ours_rss, ours) = time_merkle(&*self.backend, &leaves, reps, rss);
         let ours = ours.map_err(Self::kernel_err(workload))?;
         rss.reset();
-        let (wc_s, wc) = best(reps, || leaves.clone(), MerkleTree::<Rp64_256>::new);
+        let (wc_s, wc) = best(
+            reps,
+            || leaves.clone(),
+            |l| one_thread(|| MerkleTree::<Rp64_256>::new(l)),
+        );
         let wc_rss = rss.peak();
         let wc = wc.map_err(|e| Error::Merkle {
             workload: workload.into(),
@@ -996,7 +1021,9 @@ impl Suite {
         let (stock_s, stock) = best(
             reps,
             || (),
-            |()| registry::prove_with(request, options, DefaultComponents::<H>::new()),
+            |()| {
+                one_thread(|| registry::prove_with(request, options, DefaultComponents::<H>::new()))
+            },
         );
         let stock_rss = rss.peak();
         let stock = stock.map_err(err)?;

@@ -44,6 +44,7 @@ mod mlkem;
 
 const FIELD: &str = include_str!("shaders/field.wgsl");
 const NTT_STAGE: &str = include_str!("shaders/ntt_stage.wgsl");
+const NTT_LOCAL: &str = include_str!("shaders/ntt_local.wgsl");
 const PERMUTE: &str = include_str!("shaders/permute.wgsl");
 const LDE_PREP: &str = include_str!("shaders/lde_prep.wgsl");
 const TRANSPOSE: &str = include_str!("shaders/transpose.wgsl");
@@ -61,6 +62,10 @@ const BLAKE3_MAX_WIDTH: usize = 128 << 16;
 /// Invocations per workgroup of every kernel (the `@workgroup_size` in the shaders).
 const WORKGROUP: u64 = 64;
 
+/// Words of the workgroup-memory block of `ntt_local.wgsl` (16 KiB, the WebGPU minimum of
+/// `max_compute_workgroup_storage_size`).
+const LOCAL_NTT_WORDS: usize = 2048;
+
 /// Bytes of one Goldilocks element.
 const WORD: u64 = 8;
 
@@ -68,6 +73,10 @@ const WORD: u64 = 8;
 struct Pipelines {
     dif: wgpu::ComputePipeline,
     dit: wgpu::ComputePipeline,
+    dif_local: wgpu::ComputePipeline,
+    dit_local: wgpu::ComputePipeline,
+    dif2: wgpu::ComputePipeline,
+    dit2: wgpu::ComputePipeline,
     bitrev: wgpu::ComputePipeline,
     scale: wgpu::ComputePipeline,
     lde_prep: wgpu::ComputePipeline,
@@ -99,7 +108,37 @@ pub struct WgpuBackend {
     memory_budget: u64,
     /// The ML-KEM-768 decapsulation kernel, compiled on first use.
     mlkem: OnceLock<mlkem::Kernels>,
+    /// Twiddle tables and LDE shift powers on the device, built once per shape (a 2^24 table
+    /// is 128 MiB of host work and upload, far more than the transform itself).
+    twiddle_cache: Mutex<TwiddleCache>,
 }
+
+/// What a cached table holds: NTT twiddles of a size (forward or inverse), or the LDE shift
+/// powers of a size, blowup and coset offset (its canonical value).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Table {
+    Twiddles {
+        n: usize,
+        inverse: bool,
+    },
+    ShiftPowers {
+        n: usize,
+        blowup: usize,
+        offset: u64,
+    },
+}
+
+/// Device tables kept between calls, within [`TWIDDLE_CACHE_BYTES`] (all dropped when a new
+/// one would not fit).
+#[derive(Default)]
+struct TwiddleCache {
+    tables: std::collections::HashMap<Table, wgpu::Buffer>,
+    bytes: u64,
+}
+
+/// Device memory the table cache may hold (twiddles of every size up to 2^24 in both
+/// directions, plus the shift powers of a 2^20-row, blowup-8 LDE).
+const TWIDDLE_CACHE_BYTES: u64 = 640 << 20;
 
 impl fmt::Debug for WgpuBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -298,6 +337,7 @@ impl WgpuBackend {
             })
         };
         let ntt_m = module("ntt_stage", &[FIELD, NTT_STAGE]);
+        let ntt_local_m = module("ntt_local", &[FIELD, NTT_LOCAL]);
         let perm_m = module("permute", &[FIELD, PERMUTE]);
         let prep_m = module("lde_prep", &[FIELD, LDE_PREP]);
         let tr_m = module("transpose", &[FIELD, TRANSPOSE]);
@@ -318,6 +358,10 @@ impl WgpuBackend {
         let pipelines = Pipelines {
             dif: pipe(&ntt_m, "dif"),
             dit: pipe(&ntt_m, "dit"),
+            dif_local: pipe(&ntt_local_m, "dif_local"),
+            dif2: pipe(&ntt_m, "dif2"),
+            dit2: pipe(&ntt_m, "dit2"),
+            dit_local: pipe(&ntt_local_m, "dit_local"),
             bitrev: pipe(&perm_m, "bitrev"),
             scale: pipe(&perm_m, "scale"),
             lde_prep: pipe(&prep_m, "lde_prep"),
@@ -364,6 +408,7 @@ impl WgpuBackend {
             buffer_budget,
             memory_budget,
             mlkem: OnceLock::new(),
+            twiddle_cache: Mutex::new(TwiddleCache::default()),
         })
     }
 
@@ -698,11 +743,44 @@ impl WgpuBackend {
     }
 
     fn twiddles(&self, n: usize, inverse: bool) -> Result<wgpu::Buffer, Error> {
-        let t = ntt::Twiddles::new(n.max(2));
-        self.upload("twiddles", if inverse { &t.inv } else { &t.fwd })
+        let n = n.max(2);
+        self.cached_table(Table::Twiddles { n, inverse }, || {
+            let t = ntt::Twiddles::new(n);
+            if inverse { t.inv } else { t.fwd }
+        })
     }
 
-    /// Radix-2 stages over every segment of `n` words in `x` (`segments` of them).
+    /// The device copy of a table, built on the host and uploaded on first use.
+    fn cached_table(
+        &self,
+        key: Table,
+        build: impl FnOnce() -> Vec<u64>,
+    ) -> Result<wgpu::Buffer, Error> {
+        let mut cache = self.twiddle_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(buf) = cache.tables.get(&key) {
+            return Ok(buf.clone());
+        }
+        let words = build();
+        let what = match key {
+            Table::Twiddles { .. } => "twiddles",
+            Table::ShiftPowers { .. } => "LDE shift powers",
+        };
+        let buf = self.upload(what, &words)?;
+        let bytes = words.len() as u64 * WORD;
+        if cache.bytes + bytes > TWIDDLE_CACHE_BYTES {
+            cache.tables.clear();
+            cache.bytes = 0;
+        }
+        if bytes <= TWIDDLE_CACHE_BYTES {
+            cache.tables.insert(key, buf.clone());
+            cache.bytes += bytes;
+        }
+        Ok(buf)
+    }
+
+    /// The stages of an NTT over every segment of `n` words in `x` (`segments` of them): the
+    /// strides that fit a workgroup's block in one `ntt_local.wgsl` dispatch, the larger ones
+    /// two per dispatch (radix 4) and a last single one if their number is odd.
     fn stages<'a>(
         &'a self,
         x: &'a wgpu::Buffer,
@@ -712,23 +790,52 @@ impl WgpuBackend {
         dit: bool,
         out: &mut Vec<Dispatch<'a>>,
     ) {
+        if n < 2 {
+            return;
+        }
         let total = (segments * n / 2) as u64;
-        let mut hs: Vec<usize> = (0..n.trailing_zeros()).map(|s| 1usize << s).collect();
-        if !dit {
+        // Stages with h <= local_h stay inside blocks of 2 * local_h words: one dispatch of
+        // `ntt_local.wgsl` for all of them; the larger strides one dispatch each.
+        let local_h = (n / 2).min(LOCAL_NTT_WORDS / 2);
+        let local = Dispatch {
+            pipeline: if dit {
+                &self.pipelines.dit_local
+            } else {
+                &self.pipelines.dif_local
+            },
+            buffers: vec![x, tw],
+            params: vec![n as u32, local_h as u32, (total / local_h as u64) as u32, 0],
+            threads: total / local_h as u64 * WORKGROUP,
+        };
+        let mut hs: Vec<usize> = (0..n.trailing_zeros())
+            .map(|s| 1usize << s)
+            .filter(|&h| h > local_h)
+            .collect();
+        let mut local = Some(local);
+        if dit {
+            out.extend(local.take());
+        } else {
             hs.reverse();
         }
-        for h in hs {
+        // Two stages per dispatch (radix 4) while two remain: DIF h then h / 2, DIT h then 2h.
+        let mut i = 0;
+        while i < hs.len() {
+            let (pipeline, h, threads) = match (dit, hs.get(i + 1)) {
+                (false, Some(_)) => (&self.pipelines.dif2, hs[i], total / 2),
+                (true, Some(_)) => (&self.pipelines.dit2, hs[i], total / 2),
+                (false, None) => (&self.pipelines.dif, hs[i], total),
+                (true, None) => (&self.pipelines.dit, hs[i], total),
+            };
             out.push(Dispatch {
-                pipeline: if dit {
-                    &self.pipelines.dit
-                } else {
-                    &self.pipelines.dif
-                },
+                pipeline,
                 buffers: vec![x, tw],
-                params: vec![n as u32, h as u32, total as u32, 0],
-                threads: total,
+                params: vec![n as u32, h as u32, threads as u32, 0],
+                threads,
             });
+            i += if threads == total { 1 } else { 2 };
         }
+        // DIF: the small strides come last.
+        out.extend(local);
     }
 
     /// Forward or inverse NTT of every column: DIF, bit reversal, and `1/n` for the inverse.
@@ -1026,12 +1133,19 @@ impl Backend for WgpuBackend {
         let group = self.cols_per_part(big, cols);
         self.guarded("coset LDE", || {
             // Shift powers (offset * g^t)^rev(p) for every coset t, in DIT input order.
-            let g = BaseElement::get_root_of_unity(big.ilog2());
-            let mut powers = Vec::with_capacity(big);
-            for t in 0..blowup {
-                powers.extend(ntt::shift_powers_bitrev(offset * g.exp(t as u64), n));
-            }
-            let powers = self.upload("LDE shift powers", &powers)?;
+            let key = Table::ShiftPowers {
+                n,
+                blowup,
+                offset: offset.as_int(),
+            };
+            let powers = self.cached_table(key, || {
+                let g = BaseElement::get_root_of_unity(big.ilog2());
+                let mut powers = Vec::with_capacity(big);
+                for t in 0..blowup {
+                    powers.extend(ntt::shift_powers_bitrev(offset * g.exp(t as u64), n));
+                }
+                powers
+            })?;
             let tw = self.twiddles(n, false)?;
             let out: Vec<Part> = (0..big / rows_per_part)
                 .map(|_| {

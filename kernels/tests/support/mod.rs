@@ -1,0 +1,3 @@
+//! Helpers shared by the GPU timing tests.
+
+pub mod kernel_timings;
