@@ -9,10 +9,12 @@
 //! (winter-utils' `transpose_slice`); its leaf is `H::hash_elements(row)`, which both of our
 //! hashes compute over `E::slice_as_base_elements(row)`. The rows are laid out as a
 //! [`RowMatrix`] of `N * d` base elements per row and committed with the constraint
-//! commitment's path ([`AccelHash::commit_rows`] after `upload_rows`, a failed backend step
-//! redone on the CPU backend and counted); the host keeps the same matrix, from which the next
-//! layer is folded (winter-fri's public `apply_drp`, parallel on rayon) and the queried rows
-//! are read.
+//! commitment's path ([`AccelHash::commit_rows`] after `upload_rows`); the host keeps the same
+//! matrix, from which the next layer is folded (winter-fri's public `apply_drp`, parallel on
+//! rayon) and the queried rows are read. A layer whose backend commitment fails (an error or a
+//! panic) is redone on the CPU backend, bit-exact, and the layers after it in the same proof go
+//! to the CPU backend directly: the FRI commit phase counts as one step in
+//! [`crate::accel::cpu_fallbacks_total`], however many layers it has.
 //!
 //! `FriProof::new` and `FriProofLayer::new` are private to winter-fri, so [`FriProver::build_proof`]
 //! writes the exact serialization of winter-fri's `Serializable for FriProof` / `FriProofLayer`
@@ -33,7 +35,7 @@ use winter_math::fields::f64::BaseElement;
 use winter_math::{FieldElement, fft};
 use winter_utils::{ByteWriter, Deserializable, Serializable, group_slice_elements};
 
-use crate::accel::{AccelHash, with_cpu_fallback};
+use crate::accel::{AccelHash, SHAPE_INVARIANT, fallback_cpu, with_cpu_fallback};
 
 /// Rows per rayon task when a layer matrix is laid out.
 const ROWS_PER_TASK: usize = 1024;
@@ -56,6 +58,8 @@ where
     options: FriOptions,
     layers: Vec<FriLayer<H>>,
     remainder: Vec<E>,
+    /// Whether a layer of this proof has fallen back to the CPU backend.
+    on_cpu: bool,
     _channel: PhantomData<fn(&mut C)>,
 }
 
@@ -73,6 +77,7 @@ where
             options,
             layers: Vec::new(),
             remainder: Vec::new(),
+            on_cpu: false,
             _channel: PhantomData,
         }
     }
@@ -87,10 +92,11 @@ where
         self.layers.len()
     }
 
-    /// Forgets the layers and the remainder.
+    /// Forgets the layers and the remainder (the next proof tries the backend again).
     pub fn reset(&mut self) {
         self.layers.clear();
         self.remainder.clear();
+        self.on_cpu = false;
     }
 
     /// The commit phase: commits to `evaluations`, draws α, folds, and repeats until the
@@ -119,12 +125,46 @@ where
     /// Commits to one layer, draws α and folds `evaluations` by `N`.
     fn build_layer<const N: usize>(&mut self, channel: &mut C, evaluations: &mut Vec<E>) {
         let rows = layer_rows::<E, N>(evaluations);
-        let tree = commit_layer::<H, B>(self.backend, &rows);
+        let tree = self.commit_layer(&rows);
         channel.commit_fri_layer(*tree.root());
         let alpha = channel.draw_fri_alpha();
         let grouped: &[[E; N]] = group_slice_elements(E::slice_from_base_elements(rows.data()));
         *evaluations = apply_drp(grouped, self.options.domain_offset::<BaseElement>(), alpha);
         self.layers.push(FriLayer { rows, tree });
+    }
+
+    /// Commits to the rows of a layer on the backend, or on the CPU backend once a layer of this
+    /// proof has failed there (see the module docs). A layer of fewer than two rows has no
+    /// Merkle tree: it takes winter-fri's host path, which refuses it with winter-fri's panic.
+    fn commit_layer(&mut self, rows: &RowMatrix) -> MerkleTree<H> {
+        if rows.num_rows() < 2 {
+            let leaves = (0..rows.num_rows())
+                .map(|i| H::hash_elements(rows.row(i)))
+                .collect();
+            return MerkleTree::new(leaves).expect("failed to construct FRI layer commitment");
+        }
+        let on_cpu = |cpu: &kernels::CpuBackend| {
+            let device = cpu.upload_rows(rows.clone())?;
+            H::commit_rows(cpu, &device)
+        };
+        if self.on_cpu {
+            return on_cpu(fallback_cpu()).expect(SHAPE_INVARIANT);
+        }
+        let backend = self.backend;
+        let mut failed = false;
+        let tree = with_cpu_fallback(
+            "FRI layer commitments",
+            || {
+                let device = backend.upload_rows(rows.clone())?;
+                H::commit_rows(backend, &device)
+            },
+            |cpu| {
+                failed = true;
+                on_cpu(cpu)
+            },
+        );
+        self.on_cpu = failed;
+        tree
     }
 
     /// Interpolates the last layer and commits to the remainder polynomial's coefficients in
@@ -210,33 +250,6 @@ where
         });
     RowMatrix::from_row_major(data, N * d).expect(
         "a FRI layer has a power-of-two number of rows (the LDE domain over a power of two)",
-    )
-}
-
-/// Commits to the rows of a layer on `backend` (on the CPU backend if that fails). A layer of
-/// fewer than two rows has no Merkle tree: it takes winter-fri's host path, which refuses it
-/// with winter-fri's panic.
-fn commit_layer<H, B>(backend: &B, rows: &RowMatrix) -> MerkleTree<H>
-where
-    H: AccelHash,
-    B: Backend,
-{
-    if rows.num_rows() < 2 {
-        let leaves = (0..rows.num_rows())
-            .map(|i| H::hash_elements(rows.row(i)))
-            .collect();
-        return MerkleTree::new(leaves).expect("failed to construct FRI layer commitment");
-    }
-    with_cpu_fallback(
-        "FRI layer commitment",
-        || {
-            let device = backend.upload_rows(rows.clone())?;
-            H::commit_rows(backend, &device)
-        },
-        |cpu| {
-            let device = cpu.upload_rows(rows.clone())?;
-            H::commit_rows(cpu, &device)
-        },
     )
 }
 
