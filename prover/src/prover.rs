@@ -10,7 +10,7 @@
 
 use core::marker::PhantomData;
 
-use winter_crypto::{DefaultRandomCoin, ElementHasher, MerkleTree, VectorCommitment};
+use winter_crypto::{DefaultRandomCoin, ElementHasher, MerkleTree, RandomCoin, VectorCommitment};
 use winter_math::FieldElement;
 use winter_math::fields::f64::BaseElement;
 use winter_prover::ConstraintCommitment;
@@ -18,7 +18,7 @@ use winterfell::matrix::ColMatrix;
 use winterfell::{
     Air, AuxRandElements, CompositionPoly, CompositionPolyTrace, ConstraintCompositionCoefficients,
     ConstraintEvaluator, DefaultConstraintCommitment, DefaultConstraintEvaluator, DefaultTraceLde,
-    PartitionOptions, Proof, ProofOptions, Prover, StarkDomain, TraceInfo, TraceLde,
+    PartitionOptions, Proof, ProofOptions, Prover, ProverError, StarkDomain, TraceInfo, TraceLde,
     TracePolyTable, TraceTable,
 };
 
@@ -34,6 +34,9 @@ pub trait ProverComponents: Send + Sync {
     type HashFn: ElementHasher<BaseField = BaseElement> + Send + Sync;
     /// Vector commitment scheme over [`Self::HashFn`].
     type VC: VectorCommitment<Self::HashFn>;
+    /// Public coin of the prover's channel; it must draw exactly what winter-crypto's
+    /// `DefaultRandomCoin` over [`Self::HashFn`] draws (the verifier's coin).
+    type RandomCoin: RandomCoin<BaseField = BaseElement, Hasher = Self::HashFn> + Send + Sync;
     /// Trace LDE and commitment.
     type TraceLde<E>: TraceLde<E, HashFn = Self::HashFn, VC = Self::VC>
     where
@@ -76,6 +79,22 @@ pub trait ProverComponents: Send + Sync {
         domain: &StarkDomain<BaseElement>,
         partition_options: PartitionOptions,
     ) -> (Self::ConstraintCommitment<E>, CompositionPoly<E>);
+
+    /// Proves `trace` with `prover`, whose components are `self`. The default is winterfell's
+    /// [`Prover::prove`]; components that run more of the proof themselves (the accelerated
+    /// components' pipeline, `accel::pipeline`) override it and produce the same proof bytes.
+    fn prove<A>(
+        &self,
+        prover: &EpaProver<A, Self>,
+        trace: TraceTable<BaseElement>,
+    ) -> Result<Proof, ProverError>
+    where
+        Self: Sized,
+        A: Air<BaseField = BaseElement> + 'static,
+        A::PublicInputs: Clone + Send + Sync,
+    {
+        Prover::prove(prover, trace)
+    }
 }
 
 /// Winterfell's stock CPU components with commitment hash `H` and Merkle-tree commitments.
@@ -100,6 +119,7 @@ where
 {
     type HashFn = H;
     type VC = MerkleTree<H>;
+    type RandomCoin = DefaultRandomCoin<H>;
     type TraceLde<E>
         = DefaultTraceLde<E, H, MerkleTree<H>>
     where
@@ -184,7 +204,8 @@ where
         air: &'static str,
         trace: TraceTable<BaseElement>,
     ) -> Result<Proof, Error> {
-        self.prove(trace)
+        self.components
+            .prove(self, trace)
             .map_err(|source| Error::Prove { air, source })
     }
 }
@@ -200,7 +221,7 @@ where
     type Trace = TraceTable<BaseElement>;
     type HashFn = C::HashFn;
     type VC = C::VC;
-    type RandomCoin = DefaultRandomCoin<C::HashFn>;
+    type RandomCoin = C::RandomCoin;
     type TraceLde<E>
         = C::TraceLde<E>
     where

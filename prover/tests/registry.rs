@@ -15,7 +15,7 @@ use epa_prover::workload::SmtWorkload;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use winter_crypto::hashers::{Blake3_256, Rp64_256};
-use winter_crypto::{ElementHasher, MerkleTree};
+use winter_crypto::{DefaultRandomCoin, ElementHasher, MerkleTree};
 use winter_math::FieldElement;
 use winter_math::fields::f64::BaseElement;
 use winterfell::matrix::ColMatrix;
@@ -77,6 +77,7 @@ struct Counting<H> {
 impl<H: ElementHasher<BaseField = BaseElement> + Send + Sync> ProverComponents for Counting<H> {
     type HashFn = H;
     type VC = MerkleTree<H>;
+    type RandomCoin = DefaultRandomCoin<H>;
     type TraceLde<E>
         = DefaultTraceLde<E, H, MerkleTree<H>>
     where

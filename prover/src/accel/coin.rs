@@ -7,15 +7,15 @@
 //! nonce, so proofs would stop being reproducible). With 16 grinding bits that is about 65,536
 //! `Rp64_256` permutations in a row, 15% of a whole accelerated proof.
 //!
-//! [`GrindingCoin`] is winter-crypto's `DefaultRandomCoin` step for step (the same seed, reseeding, draws and
-//! query positions, checked against it in the tests below and by every byte-identical proof
-//! test), except that [`RandomCoin::check_leading_zeros`] answers from a window of precomputed
-//! results: the first call for a nonce outside the window hashes the next `window` nonces at
-//! once, in parallel (`Rp64_256`: as rows of [`CpuBackend::hash_rows_rp64_256`], vectorised and on
-//! every core; other hashes: `H::merge_with_int` spread with rayon), and the window doubles at
-//! each miss. winterfell's sequential search then reads the answers in order, so it stops at
-//! the same, smallest nonce as stock winterfell. At most about half of the hashes are spent past
-//! the nonce found.
+//! [`GrindingCoin`] is winter-crypto's `DefaultRandomCoin` step for step (the same seed,
+//! reseeding, draws and query positions, checked against it in the tests below and by every
+//! byte-identical proof test), except that [`RandomCoin::check_leading_zeros`] answers from a
+//! window of precomputed results: the first call for a nonce outside the window hashes the next
+//! 2^13 nonces at once, in parallel (`Rp64_256`: as rows of the CPU backend's
+//! `hash_rows_rp64_256`, vectorised and on every core; other hashes: `H::merge_with_int` spread
+//! with rayon). winterfell's sequential search then reads the answers in order, so it stops at
+//! the same, smallest nonce as stock winterfell. At most one window is spent past the nonce
+//! found.
 
 use std::sync::Mutex;
 
@@ -30,10 +30,10 @@ use winter_math::{FieldElement, StarkField};
 
 use super::fallback_cpu;
 
-/// The first window of nonces hashed at once.
-const FIRST_WINDOW: usize = 1 << 12;
-/// The largest window (8 MiB of rows for `Rp64_256`).
-const MAX_WINDOW: usize = 1 << 18;
+/// Nonces hashed at once: enough rows to keep every core's SIMD lanes busy, few enough that the
+/// hashes spent past the nonce found stay small (an eighth of the 2^16 nonces a 16-bit search
+/// needs on average).
+const WINDOW: usize = 1 << 13;
 
 /// Hashes that can answer a window of proof-of-work checks at once.
 pub trait GrindingHash: ElementHasher<BaseField = BaseElement> + Sized {
@@ -143,8 +143,8 @@ impl<H: GrindingHash> RandomCoin for GrindingCoin<H> {
         if let Some(z) = usize::try_from(offset).ok().and_then(|i| w.zeros.get(i)) {
             return u32::from(*z);
         }
-        // A miss: hash the next window from `value` on, twice the last one.
-        let count = (w.zeros.len() * 2).clamp(FIRST_WINDOW, MAX_WINDOW).min(
+        // A miss: hash the next window from `value` on.
+        let count = WINDOW.min(
             usize::try_from(u64::MAX - value)
                 .unwrap_or(usize::MAX)
                 .max(1),

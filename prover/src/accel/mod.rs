@@ -2,9 +2,10 @@
 //! [`kernels::Backend`].
 //!
 //! [`AccelComponents`] is a [`ProverComponents`] bundle whose `TraceLde` and
-//! `ConstraintCommitment` run the heavy steps on a backend, while winterfell's
-//! `DefaultConstraintEvaluator` evaluates the constraints and the vector commitment stays
-//! winter-crypto's `MerkleTree<H>`. The proof bytes are identical to those of
+//! `ConstraintCommitment` run the heavy steps on a backend, while the constraints are evaluated
+//! on every host core by [`evaluator::ParallelConstraintEvaluator`] (bit-identical to
+//! winterfell's `DefaultConstraintEvaluator`) and the vector commitment stays winter-crypto's
+//! `MerkleTree<H>`. The proof bytes are identical to those of
 //! [`crate::prover::DefaultComponents`] (tests in `tests/accel.rs` check it for both AIRs,
 //! both hashes and both presets on the CPU kernels, `tests/accel_wgpu.rs` on the wgpu kernels),
 //! because every step reproduces winter-prover 0.13.1's
@@ -40,7 +41,10 @@
 //! two-adicity), so a failure of the CPU redo itself is a broken invariant and panics with a
 //! message naming it.
 
+pub mod coin;
 pub mod cuda;
+pub mod evaluator;
+pub mod pipeline;
 
 use core::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -57,12 +61,13 @@ use winter_prover::proof::Queries;
 use winterfell::matrix::ColMatrix;
 use winterfell::{
     Air, AuxRandElements, CompositionPoly, CompositionPolyTrace, ConstraintCompositionCoefficients,
-    DefaultConstraintEvaluator, EvaluationFrame, PartitionOptions, StarkDomain, TraceInfo,
-    TraceLde, TracePolyTable,
+    EvaluationFrame, PartitionOptions, Proof, ProverError, StarkDomain, TraceInfo, TraceLde,
+    TracePolyTable, TraceTable,
 };
 
 use crate::Error;
-use crate::prover::ProverComponents;
+use crate::accel::evaluator::ParallelConstraintEvaluator;
+use crate::prover::{EpaProver, ProverComponents};
 use crate::registry::NamedHash;
 
 /// The invariant behind every backend call of this module.
@@ -132,7 +137,7 @@ pub(crate) fn count_cpu_fallback(step: &str, reason: &str) {
 }
 
 /// A commitment hash that a backend can commit rows with.
-pub trait AccelHash: NamedHash + Sized {
+pub trait AccelHash: NamedHash + coin::GrindingHash + Sized {
     /// Whether rows are hashed on the backend; when `false` the backend computes the LDE and
     /// the rows are hashed on the host with `Self::hash_elements`, exactly as winterfell does.
     const ROWS_ON_BACKEND: bool;
@@ -229,12 +234,13 @@ where
 {
     type HashFn = H;
     type VC = MerkleTree<H>;
+    type RandomCoin = coin::GrindingCoin<H>;
     type TraceLde<E>
         = AccelTraceLde<E, B, H>
     where
         E: FieldElement<BaseField = BaseElement>;
     type ConstraintEvaluator<'a, A, E>
-        = DefaultConstraintEvaluator<'a, A, E>
+        = ParallelConstraintEvaluator<'a, A, E>
     where
         A: Air<BaseField = BaseElement> + 'a,
         E: FieldElement<BaseField = BaseElement>;
@@ -287,7 +293,7 @@ where
         A: Air<BaseField = BaseElement> + 'a,
         E: FieldElement<BaseField = BaseElement>,
     {
-        DefaultConstraintEvaluator::new(air, aux_rand_elements, composition_coefficients)
+        ParallelConstraintEvaluator::new(air, aux_rand_elements, composition_coefficients)
     }
 
     fn build_constraint_commitment<E: FieldElement<BaseField = BaseElement>>(
@@ -330,6 +336,20 @@ where
             },
             composition_poly,
         )
+    }
+
+    /// The accelerated pipeline ([`pipeline::prove`]): winterfell's proof generation with the
+    /// FRI layers committed on the backend; the same proof bytes.
+    fn prove<A>(
+        &self,
+        prover: &EpaProver<A, Self>,
+        trace: TraceTable<BaseElement>,
+    ) -> Result<Proof, ProverError>
+    where
+        A: Air<BaseField = BaseElement> + 'static,
+        A::PublicInputs: Clone + Send + Sync,
+    {
+        pipeline::prove(prover, self.backend.as_ref(), trace)
     }
 }
 
