@@ -206,10 +206,12 @@ fn failing_steps_are_redone_on_the_cpu_counted_and_bit_exact() {
         "{reason}"
     );
 
-    // A panicking commitment is caught and redone too (Rp64_256 commits rows on the backend).
+    // A panicking commitment is caught and redone too (Rp64_256 commits rows on the backend):
+    // the main trace, the constraint commitment and the FRI layers (one step however many
+    // layers: after the first failed layer the others go to the CPU directly).
     assert_eq!(
         prove_both::<Rp64_256>(&chain, Preset::Secure128.into(), Fault::CommitPanic),
-        2
+        3
     );
     assert!(
         last_cpu_fallback().is_some_and(|r| r.contains("panicked")),

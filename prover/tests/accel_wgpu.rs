@@ -170,8 +170,9 @@ fn a_lost_device_falls_back_to_the_cpu() {
         lost,
         "lost device",
     );
-    // The main trace and the constraint commitment moved to the CPU.
-    assert_eq!(cpu_fallbacks_total(), before + 2);
+    // The main trace, the constraint commitment and the FRI layer commitments (one step)
+    // moved to the CPU.
+    assert_eq!(cpu_fallbacks_total(), before + 3);
     let reason = epa_prover::accel::last_cpu_fallback().expect("recorded");
     assert!(reason.contains("device lost"), "{reason}");
 }
