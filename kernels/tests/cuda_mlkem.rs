@@ -18,66 +18,25 @@ use crypto::kem::{
     mlkem768::{Ciphertext, DecapsulationKey, KeyPair},
 };
 use epa_kernels::{Backend, CudaBackend, Error};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 
 /// Environment variable that turns a missing driver into a failure.
-const REQUIRE_ENV: &str = "EPA_REQUIRE_CUDA";
+#[path = "support/cuda_harness.rs"]
+mod cuda_harness;
 
-fn required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1")
-}
+use cuda_harness::Driver;
 
-/// What opening the backend on device 0 found, once for the whole run.
-#[derive(Clone)]
-enum Driver {
-    /// A working backend, shared by the device tests.
-    Present(Arc<CudaBackend>),
-    /// No CUDA driver, NVRTC or device (`Error::NoCuda`), with the reason.
-    Missing(String),
-    /// A driver that failed to start the backend: a real failure.
-    Broken(String),
-}
-
-impl Driver {
-    fn probe() -> Self {
-        match CudaBackend::new() {
-            Ok(b) => Self::Present(Arc::new(b)),
-            Err(Error::NoCuda { detail, .. }) => Self::Missing(detail),
-            Err(e) => Self::Broken(e.to_string()),
-        }
-    }
-
-    /// The trial `name` running `test` on the shared backend: ignored when `measurement` is set
-    /// or without a driver (unless `EPA_REQUIRE_CUDA=1`), and failing with the reason when run
-    /// without one.
-    fn trial(&self, name: &str, test: DeviceTest, measurement: bool) -> Trial {
-        let driver = self.clone();
-        let skip = matches!(self, Self::Missing(_)) && !required();
-        Trial::test(name, move || match driver {
-            Self::Present(b) => {
-                test(&b);
-                Ok(())
-            }
-            Self::Missing(reason) if required() => Err(Failed::from(format!(
-                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {reason}"
-            ))),
-            Self::Missing(reason) => Err(Failed::from(format!(
-                "this test needs a CUDA driver, and there is none: {reason}; run it on a GPU \
-                 machine (scripts/gpu-suite.sh)"
-            ))),
-            Self::Broken(error) => Err(Failed::from(format!(
-                "the CUDA backend failed to start: {error}"
-            ))),
-        })
-        .with_ignored_flag(skip || measurement)
+fn probe() -> Driver<CudaBackend> {
+    match CudaBackend::new() {
+        Ok(b) => Driver::Present(Arc::new(b)),
+        Err(Error::NoCuda { detail, .. }) => Driver::Missing(detail),
+        Err(e) => Driver::Broken(e.to_string()),
     }
 }
 
-/// The tests that need a device, by name.
-/// The body of a device test, given the shared backend.
 type DeviceTest = fn(&CudaBackend);
 
 const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
@@ -96,23 +55,13 @@ const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
 
 fn main() {
     let args = Arguments::from_args();
-    let driver = Driver::probe();
+    let driver = probe();
     let mut trials: Vec<Trial> = DEVICE_TESTS
         .iter()
-        .map(|&(name, test)| driver.trial(name, test, false))
+        .map(|&(name, test)| driver.trial(name, move |b| test(&b), false))
         .collect();
-    trials.push(driver.trial("measure_throughput", measure_throughput, true));
-    // One line for the run, where a device test it selects is skipped for want of a driver.
-    if let Driver::Missing(reason) = &driver
-        && !required()
-        && !args.list
-        && trials
-            .iter()
-            .any(|t| t.has_ignored_flag() && !args.is_filtered_out(t))
-    {
-        eprintln!("skipped: no CUDA driver ({reason})");
-    }
-    libtest_mimic::run(&args, trials).exit();
+    trials.push(driver.trial("measure_throughput", |b| measure_throughput(&b), true));
+    driver.run(&args, trials)
 }
 
 fn random_pair(rng: &mut ChaCha20Rng) -> KeyPair {

@@ -17,59 +17,21 @@ use epa_prover::options::{HashId, OptionsChoice, Preset};
 use epa_prover::registry::{self, ProveRequest};
 use epa_prover::workload::{SmtWorkload, random_word};
 use kernels::CudaBackend;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-/// Environment variable that turns a missing driver into a failure.
-const REQUIRE_ENV: &str = "EPA_REQUIRE_CUDA";
+#[path = "../../kernels/tests/support/cuda_harness.rs"]
+mod cuda_harness;
 
-fn required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v.trim() == "1")
-}
+use cuda_harness::Driver;
 
 /// What opening the process's shared CUDA backend found, once for the whole run.
-#[derive(Clone)]
-enum Driver {
-    /// A working backend, shared by the tests.
-    Present(Arc<CudaBackend>),
-    /// No CUDA driver, NVRTC or device (`NoCuda`), with the reason.
-    Missing(String),
-    /// A driver that failed to start the backend: a real failure.
-    Broken(String),
-}
-
-impl Driver {
-    fn probe() -> Self {
-        match cuda::shared() {
-            Ok(b) => Self::Present(b),
-            Err(Error::Backend(kernels::Error::NoCuda { detail, .. })) => Self::Missing(detail),
-            Err(e) => Self::Broken(e.to_string()),
-        }
-    }
-
-    /// The trial `name` running `test` on the shared backend: ignored without a driver (unless
-    /// `EPA_REQUIRE_CUDA=1`), and failing with the reason when run without one.
-    fn trial(&self, name: &str, test: DeviceTest) -> Trial {
-        let driver = self.clone();
-        let skip = matches!(self, Self::Missing(_)) && !required();
-        Trial::test(name, move || match driver {
-            Self::Present(b) => {
-                test(b);
-                Ok(())
-            }
-            Self::Missing(reason) if required() => Err(Failed::from(format!(
-                "{REQUIRE_ENV}=1 but the CUDA backend is unavailable: {reason}"
-            ))),
-            Self::Missing(reason) => Err(Failed::from(format!(
-                "this test needs a CUDA driver, and there is none: {reason}; run it on a GPU \
-                 machine (scripts/gpu-suite.sh)"
-            ))),
-            Self::Broken(error) => Err(Failed::from(format!(
-                "the CUDA backend failed to start: {error}"
-            ))),
-        })
-        .with_ignored_flag(skip)
+fn probe() -> Driver<CudaBackend> {
+    match cuda::shared() {
+        Ok(b) => Driver::Present(b),
+        Err(Error::Backend(kernels::Error::NoCuda { detail, .. })) => Driver::Missing(detail),
+        Err(e) => Driver::Broken(e.to_string()),
     }
 }
 
@@ -90,22 +52,12 @@ const DEVICE_TESTS: &[(&str, DeviceTest)] = &[
 
 fn main() {
     let args = Arguments::from_args();
-    let driver = Driver::probe();
+    let driver = probe();
     let trials: Vec<Trial> = DEVICE_TESTS
         .iter()
-        .map(|&(name, test)| driver.trial(name, test))
+        .map(|&(name, test)| driver.trial(name, test, false))
         .collect();
-    // One line for the run, where a device test it selects is skipped for want of a driver.
-    if let Driver::Missing(reason) = &driver
-        && !required()
-        && !args.list
-        && trials
-            .iter()
-            .any(|t| t.has_ignored_flag() && !args.is_filtered_out(t))
-    {
-        eprintln!("skipped: no CUDA driver ({reason})");
-    }
-    libtest_mimic::run(&args, trials).exit();
+    driver.run(&args, trials)
 }
 
 fn fresh_rng() -> ChaCha20Rng {
