@@ -41,20 +41,31 @@ pub trait GrindingHash: ElementHasher<BaseField = BaseElement> + Sized {
     /// each `i < count`, exactly as winter-crypto's `DefaultRandomCoin::check_leading_zeros`
     /// computes them.
     fn grind_window(seed: Self::Digest, start: u64, count: usize) -> Vec<u8> {
-        (0..count as u64)
-            .into_par_iter()
-            .map(|i| zeros_of::<Self>(Self::merge_with_int(seed, start + i)))
-            .collect()
+        window_by_merge::<Self>(seed, start, count)
     }
+}
+
+/// [`GrindingHash::grind_window`] through `H::merge_with_int`, one nonce per rayon item.
+fn window_by_merge<H: ElementHasher>(seed: H::Digest, start: u64, count: usize) -> Vec<u8> {
+    (0..count as u64)
+        .into_par_iter()
+        .map(|i| zeros_of::<H>(H::merge_with_int(seed, start + i)))
+        .collect()
+}
+
+/// The first 8 bytes of a digest as a little-endian integer: what `DefaultRandomCoin` reads
+/// for its proof-of-work check and its query positions.
+fn head_u64<H: Hasher + ?Sized>(digest: H::Digest) -> u64 {
+    let bytes = digest.as_bytes();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(head)
 }
 
 /// What `DefaultRandomCoin::check_leading_zeros` reads from a digest.
 fn zeros_of<H: Hasher + ?Sized>(digest: H::Digest) -> u8 {
-    let bytes = digest.as_bytes();
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&bytes[..8]);
     // At most 64: fits a byte.
-    u64::from_le_bytes(head).trailing_zeros() as u8
+    head_u64::<H>(digest).trailing_zeros() as u8
 }
 
 impl GrindingHash for Blake3_256<BaseElement> {}
@@ -71,10 +82,7 @@ impl GrindingHash for Rp64_256 {
             .is_some_and(|end| end <= BaseElement::MODULUS);
         let rows = count.next_power_of_two();
         if !in_field || rows < 2 {
-            return (0..count as u64)
-                .into_par_iter()
-                .map(|i| zeros_of::<Self>(Self::merge_with_int(seed, start + i)))
-                .collect();
+            return window_by_merge::<Self>(seed, start, count);
         }
         let seed = seed.as_elements();
         let mut data = vec![BaseElement::ZERO; rows * WIDTH];
@@ -192,10 +200,8 @@ impl<H: GrindingHash> RandomCoin for GrindingCoin<H> {
         let v_mask = (domain_size - 1) as u64;
         let mut values = Vec::new();
         for _ in 0..1000 {
-            let bytes = self.next().as_bytes();
-            let mut head = [0u8; 8];
-            head.copy_from_slice(&bytes[..8]);
-            values.push((u64::from_le_bytes(head) & v_mask) as usize);
+            let digest = self.next();
+            values.push((head_u64::<H>(digest) & v_mask) as usize);
             if values.len() == num_values {
                 break;
             }
