@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 
+# A test run builds from cold once: incremental caches would only add gigabytes of disk (the
+# workspace's incremental directories outgrow its binaries) and time.
+export CARGO_INCREMENTAL=0
+disk() { df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null | awk 'NR==2 {print "disk: " $4 " free on " $6}' || true; }
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+disk
+
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
@@ -29,10 +36,12 @@ step "supply chain: cargo deny, cargo audit" && bash scripts/supply-chain.sh
 
 if [ "${EPA_SKIP_FUZZ:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   step "fuzz smoke runs (${EPA_FUZZ_SECONDS:=10} s per target)"
+  disk
   bash scripts/fuzz.sh "$EPA_FUZZ_SECONDS"
 else
   step "fuzz smoke runs skipped (EPA_SKIP_FUZZ=1 or no nightly toolchain)"
 fi
 
 echo
+disk
 echo "all checks passed in $(( $(date +%s) - start )) s"
