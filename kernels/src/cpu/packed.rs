@@ -130,12 +130,33 @@ mod x86 {
         #[inline(always)]
         fn mont_red(xl: __m256i, xh: __m256i) -> Self {
             // SAFETY: AVX2 is available, see the comment on the impl.
+            Self::mont_red_s(
+                xl,
+                unsafe { _mm256_xor_si256(xl, _mm256_set1_epi64x(i64::MIN)) },
+                xh,
+            )
+        }
+
+        /// [`Self::mont_red`] given `xl_s = xl + 2^63` as well (a caller that compared `xl`
+        /// already has it).
+        #[inline(always)]
+        fn mont_red_s(xl: __m256i, xl_s: __m256i, xh: __m256i) -> Self {
+            // winter-math's `mont_red_cst`, with both unsigned comparisons done on words
+            // offset by 2^63 (signed compare); `b` is only ever needed offset, since
+            // `(xh + 2^63) - (b + 2^63) = xh - b`.
+            // SAFETY: AVX2 is available, see the comment on the impl.
             unsafe {
+                let sign = _mm256_set1_epi64x(i64::MIN);
                 let a = _mm256_add_epi64(xl, _mm256_slli_epi64(xl, 32));
-                let e = Self::lt(a, xl);
-                let b = _mm256_add_epi64(_mm256_sub_epi64(a, _mm256_srli_epi64(a, 32)), e);
-                let r = _mm256_sub_epi64(xh, b);
-                let c = Self::lt(xh, b);
+                let a_s = _mm256_xor_si256(a, sign);
+                // e = all ones where `xl + (xl << 32)` carried (a < xl).
+                let e = _mm256_cmpgt_epi64(xl_s, a_s);
+                // b + 2^63, where b = a - (a >> 32) - carry.
+                let b_s = _mm256_add_epi64(_mm256_sub_epi64(a_s, _mm256_srli_epi64(a, 32)), e);
+                let xh_s = _mm256_xor_si256(xh, sign);
+                // c = all ones where `xh - b` borrows (b > xh).
+                let c = _mm256_cmpgt_epi64(b_s, xh_s);
+                let r = _mm256_sub_epi64(xh_s, b_s);
                 Self(_mm256_sub_epi64(r, _mm256_srli_epi64(c, 32)))
             }
         }
@@ -214,20 +235,20 @@ mod x86 {
             // SAFETY: AVX2 is available, see the comment on the impl.
             unsafe {
                 let a = self.0;
-                let zero = _mm256_setzero_si256();
-                // As in `mul` with b = a: the two cross products are equal, one multiply less.
+                let sign = _mm256_set1_epi64x(i64::MIN);
+                // a^2 = ll + hl * 2^33 + hh * 2^64 with ll = lo^2, hl = lo * hi, hh = hi^2:
+                // the doubled cross product is split at bit 64 by shifts (hl << 33, hl >> 31),
+                // and the one carry of the low half is found by a compare whose offset `xl`
+                // the reduction reuses. Three operations fewer than `mul`'s recipe.
                 let a_hi = _mm256_srli_epi64(a, 32);
                 let ll = _mm256_mul_epu32(a, a);
                 let hl = _mm256_mul_epu32(a_hi, a);
                 let hh = _mm256_mul_epu32(a_hi, a_hi);
-                let t = _mm256_add_epi64(hl, _mm256_srli_epi64(ll, 32));
-                let u = _mm256_add_epi64(hl, _mm256_blend_epi32(t, zero, 0b1010_1010));
-                let xl = _mm256_blend_epi32(ll, _mm256_slli_epi64(u, 32), 0b1010_1010);
-                let xh = _mm256_add_epi64(
-                    hh,
-                    _mm256_add_epi64(_mm256_srli_epi64(t, 32), _mm256_srli_epi64(u, 32)),
-                );
-                Self::mont_red(xl, xh)
+                let xl = _mm256_add_epi64(ll, _mm256_slli_epi64(hl, 33));
+                let xl_s = _mm256_xor_si256(xl, sign);
+                let carry = _mm256_cmpgt_epi64(_mm256_xor_si256(ll, sign), xl_s);
+                let xh = _mm256_sub_epi64(_mm256_add_epi64(hh, _mm256_srli_epi64(hl, 31)), carry);
+                Self::mont_red_s(xl, xl_s, xh)
             }
         }
         #[inline(always)]
@@ -428,6 +449,111 @@ mod x86 {
                     _mm512_set1_epi64(0xffff_ffff),
                 ))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cpu::Isa;
+
+    /// Words where carries, borrows and non-canonical forms happen.
+    const EDGES: [u64; 12] = [
+        0,
+        1,
+        2,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0001,
+        field::P - 1,
+        field::P,
+        field::P + 1,
+        1 << 63,
+        0xffff_ffff_0000_0000,
+        u64::MAX,
+    ];
+
+    /// Every lane operation of `V` against the scalar recipe, for each pair of `a` and `b`.
+    fn check<V: Packed>(a: &[u64], b: &[u64]) {
+        let w = V::WIDTH;
+        for (ca, cb) in a.chunks_exact(w).zip(b.chunks_exact(w)) {
+            let (x, y) = (V::load(ca), V::load(cb));
+            let mut out = vec![0u64; w];
+            let lanes = |v: V, out: &mut Vec<u64>| {
+                v.store(out);
+                out.clone()
+            };
+            let want = |f: fn(u64, u64) -> u64| -> Vec<u64> {
+                ca.iter().zip(cb).map(|(&p, &q)| f(p, q)).collect()
+            };
+            assert_eq!(
+                lanes(x.mul(y), &mut out),
+                want(field::mul),
+                "mul {ca:x?} {cb:x?}"
+            );
+            assert_eq!(
+                lanes(x.square(), &mut out),
+                want(|p, _| field::mul(p, p)),
+                "square {ca:x?}"
+            );
+            assert_eq!(
+                lanes(x.sub(y), &mut out),
+                want(field::sub),
+                "sub {ca:x?} {cb:x?}"
+            );
+            // As in winter-math, the addend of `add` is at most p.
+            let c: Vec<u64> = cb.iter().map(|&q| q.min(field::P)).collect();
+            let sum = lanes(x.add(V::load(&c)), &mut out);
+            let want_sum: Vec<u64> = ca.iter().zip(&c).map(|(&p, &q)| field::add(p, q)).collect();
+            assert_eq!(sum, want_sum, "add {ca:x?} {c:x?}");
+            // `mds_reduce` takes sums of 32-bit halves times small constants (< 2^41).
+            let (l, h): (Vec<u64>, Vec<u64>) =
+                ca.iter().zip(cb).map(|(&p, &q)| (p >> 23, q >> 23)).unzip();
+            let red = lanes(V::mds_reduce(V::load(&l), V::load(&h)), &mut out);
+            let want_red: Vec<u64> = l
+                .iter()
+                .zip(&h)
+                .map(|(&p, &q)| field::mds_reduce(p, q))
+                .collect();
+            assert_eq!(red, want_red, "mds_reduce {l:x?} {h:x?}");
+        }
+    }
+
+    fn check_all(a: &[u64], b: &[u64]) {
+        check::<Scalar>(a, b);
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The vector packings are only used after their feature check.
+            if Isa::Avx2.is_supported() {
+                check::<Avx2>(a, b);
+            }
+            if Isa::Avx512.is_supported() {
+                check::<Avx512>(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn lane_ops_match_the_scalar_recipes_on_edge_words() {
+        // Every ordered pair of edge words, eight pairs at a time.
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for &p in &EDGES {
+            for &q in &EDGES {
+                a.push(p);
+                b.push(q);
+            }
+        }
+        check_all(&a, &b);
+    }
+
+    proptest! {
+        #[test]
+        fn lane_ops_match_the_scalar_recipes(a in any::<[u64; 8]>(), b in any::<[u64; 8]>()) {
+            check_all(&a, &b);
         }
     }
 }

@@ -18,14 +18,11 @@ const RATE: usize = 8;
 /// A raw digest: four Montgomery words.
 pub(crate) type RawDigest = [u64; 4];
 
-/// First row of the circulant MDS matrix as small integers.
-fn mds_row() -> [u64; STATE] {
-    let mut row = [0u64; STATE];
-    for (r, m) in row.iter_mut().zip(Rp64_256::MDS[0].iter()) {
-        *r = m.as_int();
-    }
-    row
-}
+/// First row of the circulant MDS matrix as small integers: `Rp64_256::MDS[0]`, which a test
+/// checks. A constant, so the unrolled product below multiplies by immediates from the
+/// constant pool (the table lookup with a run-time `% 12` it replaces cost about as much as the
+/// products themselves).
+const MDS_ROW: [u64; STATE] = [7, 23, 8, 26, 13, 10, 9, 7, 6, 22, 21, 8];
 
 /// Round constants as raw words.
 fn ark(which: &[[BaseElement; STATE]; ROUNDS]) -> [[u64; STATE]; ROUNDS] {
@@ -40,7 +37,6 @@ fn ark(which: &[[BaseElement; STATE]; ROUNDS]) -> [[u64; STATE]; ROUNDS] {
 
 /// Constants of the permutation in raw form, computed once per call site.
 pub(crate) struct Constants {
-    mds: [u64; STATE],
     ark1: [[u64; STATE]; ROUNDS],
     ark2: [[u64; STATE]; ROUNDS],
     /// `BaseElement::new(k)` words for the capacity element, indexed by `k`.
@@ -51,7 +47,6 @@ impl Constants {
     /// Builds the constants from winter-crypto's public tables.
     pub(crate) fn new() -> Self {
         Self {
-            mds: mds_row(),
             ark1: ark(&Rp64_256::ARK1),
             ark2: ark(&Rp64_256::ARK2),
             len_word_8: BaseElement::new(RATE as u64).inner(),
@@ -78,8 +73,28 @@ fn exp_acc<P: Packed, const M: usize>(base: [P; STATE], tail: [P; STATE]) -> [P;
     result
 }
 
+/// Output word `R` of the MDS product before reduction: the dot products of the low and high
+/// 32-bit halves with row `R` of the circulant (entry `(R, c)` is `MDS_ROW[(c - R) mod 12]`),
+/// written out term by term so that every index and coefficient is a constant.
 #[inline(always)]
-fn mds<P: Packed>(state: &mut [P; STATE], row: &[u64; STATE]) {
+fn mds_out<P: Packed, const R: usize>(lo: &[P; STATE], hi: &[P; STATE]) -> P {
+    macro_rules! dot {
+        ($($c:literal)*) => {{
+            let mut acc_l = P::splat(0);
+            let mut acc_h = P::splat(0);
+            $(
+                let m = P::splat(MDS_ROW[($c + STATE - R) % STATE]);
+                acc_l = acc_l.wadd(lo[$c].mul_u32(m));
+                acc_h = acc_h.wadd(hi[$c].mul_u32(m));
+            )*
+            P::mds_reduce(acc_l, acc_h)
+        }};
+    }
+    dot!(0 1 2 3 4 5 6 7 8 9 10 11)
+}
+
+#[inline(always)]
+fn mds<P: Packed>(state: &mut [P; STATE]) {
     let mut lo = [P::splat(0); STATE];
     let mut hi = [P::splat(0); STATE];
     for (i, s) in state.iter().enumerate() {
@@ -87,17 +102,12 @@ fn mds<P: Packed>(state: &mut [P; STATE], row: &[u64; STATE]) {
         lo[i] = l;
         hi[i] = h;
     }
-    for (r, out) in state.iter_mut().enumerate() {
-        let mut acc_l = P::splat(0);
-        let mut acc_h = P::splat(0);
-        for c in 0..STATE {
-            // Circulant: entry (r, c) is row[(c - r) mod 12].
-            let m = P::splat(row[(c + STATE - r) % STATE]);
-            acc_l = acc_l.wadd(lo[c].mul_u32(m));
-            acc_h = acc_h.wadd(hi[c].mul_u32(m));
-        }
-        *out = P::mds_reduce(acc_l, acc_h);
+    macro_rules! rows {
+        ($($r:literal)*) => {
+            $( state[$r] = mds_out::<P, $r>(&lo, &hi); )*
+        };
     }
+    rows!(0 1 2 3 4 5 6 7 8 9 10 11);
 }
 
 #[inline(always)]
@@ -144,10 +154,10 @@ fn inv_sbox<P: Packed>(state: &mut [P; STATE]) {
 pub(crate) fn permute<P: Packed>(state: &mut [P; STATE], k: &Constants) {
     for round in 0..ROUNDS {
         sbox(state);
-        mds(state, &k.mds);
+        mds(state);
         add_constants(state, &k.ark1[round]);
         inv_sbox(state);
-        mds(state, &k.mds);
+        mds(state);
         add_constants(state, &k.ark2[round]);
     }
 }
@@ -222,6 +232,19 @@ mod tests {
 
     use super::*;
     use crate::cpu::{Isa, packed::Scalar};
+
+    #[test]
+    fn mds_row_is_winter_crypto_s() {
+        for (r, row) in Rp64_256::MDS.iter().enumerate() {
+            for (c, m) in row.iter().enumerate() {
+                assert_eq!(
+                    m.as_int(),
+                    MDS_ROW[(c + STATE - r) % STATE],
+                    "entry ({r}, {c})"
+                );
+            }
+        }
+    }
 
     fn reference(words: [u64; STATE]) -> [u64; STATE] {
         let mut s = words.map(BaseElement::from_mont);
