@@ -21,9 +21,9 @@ find_tools() {
     NVRTC_LIB="$d/lib64"; PTXAS="$d/bin/ptxas"; return 0
   done
   sp=$(site_dir) || return 1
-  d=$(find "$sp/nvidia" -name 'libnvrtc.so.12' 2>/dev/null | head -n1)
+  d=$(find "$sp/nvidia" -name 'libnvrtc.so.12' 2>/dev/null | head -n1 || true)
   [ -n "$d" ] && NVRTC_LIB=$(dirname "$d")
-  PTXAS=$(find "$sp/nvidia" -type f -name ptxas 2>/dev/null | head -n1)
+  PTXAS=$(find "$sp/nvidia" -type f -name ptxas 2>/dev/null | head -n1 || true)
   [ -n "$NVRTC_LIB" ] && [ -n "$PTXAS" ]
 }
 

@@ -58,7 +58,7 @@ step cuda-check bash scripts/cuda-check.sh
 
 # Vulkan for wgpu on the NVIDIA driver: the loader (libvulkan1) must be installed, and a
 # container that mounts the driver under /usr/local/nvidia keeps its ICD manifest there.
-if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then
+if ! ldconfig -p 2>/dev/null | grep libvulkan.so.1 >/dev/null; then
   note "vulkan no Vulkan loader (libvulkan.so.1): wgpu finds no adapter; install libvulkan1"
 fi
 if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then

@@ -14,7 +14,7 @@ APT_PACKAGES=(pkg-config libclang-dev librocksdb-dev libhwloc-dev libudev-dev me
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
@@ -27,10 +27,10 @@ fi
 # Rust: stable with rustfmt and clippy; nightly only for cargo-fuzz.
 command -v cargo >/dev/null || { echo "install-deps: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 for c in rustfmt clippy; do
-  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  rustup component list --installed 2>/dev/null | grep "^$c" >/dev/null || rustup component add "$c"
 done
 if [ "${EPA_SKIP_FUZZ:-0}" != 1 ]; then
-  rustup toolchain list 2>/dev/null | grep -q '^nightly' || {
+  rustup toolchain list 2>/dev/null | grep '^nightly' >/dev/null || {
     echo "install-deps: no nightly toolchain: fuzz smoke runs will be skipped (EPA_SKIP_FUZZ=1)" >&2; }
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 fi

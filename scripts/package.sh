@@ -88,7 +88,7 @@ if command -v systemd-analyze >/dev/null; then
     echo "$log" >&2
     fail "systemd-analyze verify rejected packaging/epa.service"
   fi
-  if echo "$log" | grep -v "epa.service:.*user" | grep -q "epa.service"; then
+  if echo "$log" | grep -v "epa.service:.*user" | grep "epa.service" >/dev/null; then
     echo "$log" >&2
     fail "systemd-analyze verify warned about packaging/epa.service"
   fi
@@ -134,7 +134,7 @@ tarball="$out/$name.tar.gz"
 tar -C "$stage" --owner=0 --group=0 --numeric-owner -czf "$tarball" "$name"
 listing=$(tar -tvzf "$tarball")
 for p in "${expected[@]}"; do
-  echo "$listing" | awk '{print $6}' | grep -qx "$name/$p" || fail "$tarball lacks $p"
+  echo "$listing" | awk '{print $6}' | grep -x "$name/$p" >/dev/null || fail "$tarball lacks $p"
 done
 echo "$listing" | awk '$6 ~ /\/usr\/bin\/epa$/ && $1 != "-rwxr-xr-x" {bad=1} END {exit bad}' ||
   fail "$tarball: usr/bin/epa is not mode 0755"
@@ -163,7 +163,9 @@ else
   # Runtime dependencies: the package owning each shared library the binary links directly.
   depends="adduser"
   for lib in $(objdump -p "$bin" | awk '$1 == "NEEDED" {print $2}'); do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+    # awk reads to the end: an early `exit` would SIGPIPE ldconfig and, under pipefail,
+    # stop this script without a word.
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found {print $NF; found = 1}')
     [ -n "$path" ] || continue
     owner=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1 || true)
     [ -n "$owner" ] || owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1 || true)
@@ -237,7 +239,7 @@ contents=$(dpkg-deb -c "$deb")
 paths=$(echo "$contents" | awk '{print $6}' | sed 's#^\./##')
 for p in "${expected[@]}"; do
   # cargo-deb versions differ on /lib versus /usr/lib for systemd units.
-  echo "$paths" | grep -qxE "(usr/)?$p" || fail "$deb lacks $p"
+  echo "$paths" | grep -xE "(usr/)?$p" >/dev/null || fail "$deb lacks $p"
 done
 echo "$contents" | awk '$2 != "root/root" {bad=1} END {exit bad}' ||
   fail "$deb holds files not owned by root/root"
@@ -251,7 +253,7 @@ grep -qx /etc/epa/epa.toml "$ctl/conffiles" ||
   fail "$deb does not mark /etc/epa/epa.toml as a conffile"
 info=$(dpkg-deb -I "$deb")
 for field in "Package: epa" "Version: $version" "Architecture: $deb_arch" "Depends: .*adduser"; do
-  echo "$info" | grep -qE "^ $field" || fail "$deb control lacks \`$field\`"
+  echo "$info" | grep -E "^ $field" >/dev/null || fail "$deb control lacks \`$field\`"
 done
 for s in postinst postrm; do
   [ -x "$ctl/$s" ] || fail "$deb has no executable $s"

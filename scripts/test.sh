@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+step() { current="$*"; printf '\n==> %s\n' "$*"; }
+current="install-deps"
+# A step that stops the run says so, even when the failing command printed nothing.
+trap 'echo "test: FAILED (exit $?) in step: $current" >&2' ERR
+
 bash scripts/install-deps.sh
 
 # A test run builds from cold once: incremental caches would only add gigabytes of disk (the
@@ -13,7 +18,6 @@ disk() { df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null | awk 'NR==2 {print "di
 mkdir -p "${CARGO_TARGET_DIR:-target}"
 disk
 
-step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
 step "cargo fmt --check"
@@ -34,7 +38,7 @@ step "package check (metadata, systemd unit, tarball layout)"
 bash scripts/package.sh --check
 step "supply chain: cargo deny, cargo audit" && bash scripts/supply-chain.sh
 
-if [ "${EPA_SKIP_FUZZ:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ "${EPA_SKIP_FUZZ:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep '^nightly' >/dev/null; then
   step "fuzz smoke runs (${EPA_FUZZ_SECONDS:=10} s per target)"
   disk
   bash scripts/fuzz.sh "$EPA_FUZZ_SECONDS"
