@@ -275,6 +275,10 @@ pub fn fragment_count(ce_domain_size: usize, threads: usize) -> usize {
         .min(ce_domain_size / MIN_FRAGMENT_SIZE)
 }
 
+/// How many columns [`EvaluationTable::combine`] divides at once: each holds one divisor
+/// inverse of up to the domain's size while it is added in.
+const COMBINE_GROUP: usize = 8;
+
 /// The batch size of a parallel loop over `len` rows: one batch per thread rounded up to a
 /// power of two, at least [`MIN_BATCH_SIZE`] rows (winterfell's `batch_iter_mut!`).
 fn batch_size(len: usize) -> usize {
@@ -428,40 +432,47 @@ impl<'d, E: FieldElement> EvaluationTable<'d, E> {
     /// batch adds them in the same column order, so every row sees the same additions.
     fn combine(self) -> Vec<E> {
         let domain = self.domain;
-        let inverses: Vec<Vec<E::BaseField>> = self
-            .divisors
-            .iter()
-            .map(|divisor| inverse_numerator_evaluations(divisor, domain))
-            .collect();
-
         let mut combined = vec![E::ZERO; self.num_rows()];
         let batch = batch_size(combined.len());
-        let columns = &self.evaluations;
-        let divisors = &self.divisors;
-        combined
-            .par_chunks_mut(batch)
-            .enumerate()
-            .for_each(|(b, out)| {
-                let start = b * batch;
-                for ((column, divisor), z) in columns.iter().zip(divisors).zip(&inverses) {
-                    let column = &column[start..start + out.len()];
-                    if divisor.exemptions().is_empty() {
-                        // a boundary column: value / (x^a - b) = value * z
-                        for (i, (acc, &value)) in out.iter_mut().zip(column).enumerate() {
-                            let z = z[(start + i) % z.len()];
-                            *acc += value.mul_base(z);
-                        }
-                    } else {
-                        // the transition column: value * e(x) / (x^a - 1), e(x) the exemptions
-                        for (i, (acc, &value)) in out.iter_mut().zip(column).enumerate() {
-                            let x = domain.get_ce_x_at(start + i);
-                            let e = divisor.evaluate_exemptions_at(x);
-                            let z = z[(start + i) % z.len()];
-                            *acc += value.mul_base(z * e);
+        // The divisors' inverses are as long as the domain for single-step assertions: built
+        // for a few columns at a time (winterfell builds one at a time), not for every column
+        // at once, which had held one domain-sized vector per boundary divisor (67 MB of a
+        // 64-update smt-update proof) beside the table.
+        for (columns, divisors) in self
+            .evaluations
+            .chunks(COMBINE_GROUP)
+            .zip(self.divisors.chunks(COMBINE_GROUP))
+        {
+            let inverses: Vec<Vec<E::BaseField>> = divisors
+                .iter()
+                .map(|divisor| inverse_numerator_evaluations(divisor, domain))
+                .collect();
+            combined
+                .par_chunks_mut(batch)
+                .enumerate()
+                .for_each(|(b, out)| {
+                    let start = b * batch;
+                    for ((column, divisor), z) in columns.iter().zip(divisors).zip(&inverses) {
+                        let column = &column[start..start + out.len()];
+                        if divisor.exemptions().is_empty() {
+                            // a boundary column: value / (x^a - b) = value * z
+                            for (i, (acc, &value)) in out.iter_mut().zip(column).enumerate() {
+                                let z = z[(start + i) % z.len()];
+                                *acc += value.mul_base(z);
+                            }
+                        } else {
+                            // the transition column: value * e(x) / (x^a - 1), e(x) the
+                            // exemptions
+                            for (i, (acc, &value)) in out.iter_mut().zip(column).enumerate() {
+                                let x = domain.get_ce_x_at(start + i);
+                                let e = divisor.evaluate_exemptions_at(x);
+                                let z = z[(start + i) % z.len()];
+                                *acc += value.mul_base(z * e);
+                            }
                         }
                     }
-                }
-            });
+                });
+        }
         combined
     }
 
