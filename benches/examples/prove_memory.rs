@@ -13,8 +13,6 @@ use prover::accel::{AccelComponents, AccelHash};
 use prover::options::{OptionsChoice, Preset};
 use prover::prover::DefaultComponents;
 use prover::registry::{self, ProveRequest};
-use prover::workload::{SmtWorkload, random_word};
-use rand::SeedableRng;
 use winter_crypto::hashers::{Blake3_256, Rp64_256};
 use winter_math::fields::f64::BaseElement;
 
@@ -49,19 +47,7 @@ fn main() {
     let air = args.get(1).map_or("smt-update", String::as_str);
     let size: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let hash = args.get(3).map_or("rp64-256", String::as_str);
-    let request = match air {
-        "smt-update" => {
-            let mut w = SmtWorkload::new(32, 7).expect("workload");
-            ProveRequest::SmtUpdate {
-                depth: 32,
-                witnesses: w.next_batch(size as usize).expect("witnesses"),
-            }
-        }
-        _ => ProveRequest::RescueChain {
-            seed: random_word(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7)),
-            steps: size,
-        },
-    };
+    let request = epa_benches::example_request(air, size);
     // Reset the high-water mark to the current resident set: what follows is the proof's.
     std::fs::write("/proc/self/clear_refs", "5").expect("clear_refs");
     let before = status_kib("VmHWM:");

@@ -13,8 +13,6 @@ use prover::accel::{AccelComponents, AccelHash};
 use prover::options::{OptionsChoice, Preset};
 use prover::prover::DefaultComponents;
 use prover::registry::{self, ProveRequest};
-use prover::workload::{SmtWorkload, random_word};
-use rand::SeedableRng;
 use tracing::Subscriber;
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::Layer;
@@ -113,20 +111,7 @@ fn main() {
     let timings = Timings::default();
     let subscriber = tracing_subscriber::registry().with(timings.clone());
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-    let request = match air {
-        "smt-update" => {
-            let mut w = SmtWorkload::new(32, 7).expect("workload");
-            ProveRequest::SmtUpdate {
-                depth: 32,
-                witnesses: w.next_batch(size as usize).expect("witnesses"),
-            }
-        }
-        _ => ProveRequest::RescueChain {
-            seed: random_word(&mut rng),
-            steps: size,
-        },
-    };
+    let request = epa_benches::example_request(air, size);
     match hash {
         "blake3-256" => run::<Blake3_256<BaseElement>>(&request, &timings),
         _ => run::<Rp64_256>(&request, &timings),

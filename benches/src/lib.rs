@@ -325,6 +325,26 @@ impl Report {
     }
 }
 
+/// The proof request the single-proof examples (`prove_profile`, `prove_memory`) take from
+/// their command line: `smt-update UPDATES` (depth 32, workload seed 7) or, for any other name,
+/// `rescue-chain STEPS` (seed drawn from a ChaCha20 stream seeded with 7). Panics on a workload
+/// that cannot be built (an example's argument error).
+pub fn example_request(air: &str, size: u64) -> ProveRequest {
+    match air {
+        "smt-update" => {
+            let mut w = SmtWorkload::new(32, 7).expect("workload");
+            ProveRequest::SmtUpdate {
+                depth: 32,
+                witnesses: w.next_batch(size as usize).expect("witnesses"),
+            }
+        }
+        _ => ProveRequest::RescueChain {
+            seed: random_word(&mut ChaCha20Rng::seed_from_u64(7)),
+            steps: size,
+        },
+    }
+}
+
 /// Runs a suite by name (`kernels` or `kem`).
 pub fn run_suite(name: &str, options: &SuiteOptions) -> Result<Report, Error> {
     match name {
