@@ -793,16 +793,11 @@ impl<E: FieldElement> BoundaryConstraints<E> {
     }
 }
 
-/// Boundary constraints sharing one divisor, split by how their asserted values are evaluated
-/// and by trace segment.
+/// Boundary constraints sharing one divisor, one [`SegmentConstraints`] per trace segment.
 struct BoundaryConstraintGroup<E: FieldElement> {
     divisor: ConstraintDivisor<E::BaseField>,
-    main_single_value: Vec<SingleValueConstraint<E::BaseField, E>>,
-    main_small_poly: Vec<SmallPolyConstraint<E::BaseField, E>>,
-    main_large_poly: Vec<LargePolyConstraint<E::BaseField, E>>,
-    aux_single_value: Vec<SingleValueConstraint<E, E>>,
-    aux_small_poly: Vec<SmallPolyConstraint<E, E>>,
-    aux_large_poly: Vec<LargePolyConstraint<E, E>>,
+    main: SegmentConstraints<E::BaseField, E>,
+    aux: SegmentConstraints<E, E>,
 }
 
 impl<E: FieldElement> BoundaryConstraintGroup<E> {
@@ -810,12 +805,8 @@ impl<E: FieldElement> BoundaryConstraintGroup<E> {
     fn empty(divisor: ConstraintDivisor<E::BaseField>) -> Self {
         BoundaryConstraintGroup {
             divisor,
-            main_single_value: Vec::new(),
-            main_small_poly: Vec::new(),
-            main_large_poly: Vec::new(),
-            aux_single_value: Vec::new(),
-            aux_small_poly: Vec::new(),
-            aux_large_poly: Vec::new(),
+            main: SegmentConstraints::default(),
+            aux: SegmentConstraints::default(),
         }
     }
 
@@ -827,19 +818,7 @@ impl<E: FieldElement> BoundaryConstraintGroup<E> {
     ) -> Self {
         let mut group = Self::empty(source.divisor().clone());
         for constraint in source.constraints() {
-            match constraint.poly().len() {
-                1 => group
-                    .main_single_value
-                    .push(SingleValueConstraint::new(constraint)),
-                len if len < SMALL_POLY_DEGREE => group
-                    .main_small_poly
-                    .push(SmallPolyConstraint::new(constraint)),
-                _ => group.main_large_poly.push(LargePolyConstraint::new(
-                    constraint,
-                    air,
-                    twiddle_map,
-                )),
-            }
+            group.main.push(constraint, air, twiddle_map);
         }
         group
     }
@@ -857,33 +836,14 @@ impl<E: FieldElement> BoundaryConstraintGroup<E> {
             "inconsistent constraint divisor"
         );
         for constraint in source.constraints() {
-            match constraint.poly().len() {
-                1 => self
-                    .aux_single_value
-                    .push(SingleValueConstraint::new(constraint)),
-                len if len < SMALL_POLY_DEGREE => self
-                    .aux_small_poly
-                    .push(SmallPolyConstraint::new(constraint)),
-                _ => {
-                    self.aux_large_poly
-                        .push(LargePolyConstraint::new(constraint, air, twiddle_map))
-                }
-            }
+            self.aux.push(constraint, air, twiddle_map);
         }
     }
 
     /// The sum of the group's main-segment constraints at step `ce_step` (domain point `x`).
     fn evaluate_main(&self, state: &[E::BaseField], ce_step: usize, x: E::BaseField) -> E {
         let mut result = E::ZERO;
-        for constraint in &self.main_single_value {
-            result += constraint.evaluate(state);
-        }
-        for constraint in &self.main_small_poly {
-            result += constraint.evaluate(state, x);
-        }
-        for constraint in &self.main_large_poly {
-            result += constraint.evaluate(state, ce_step);
-        }
+        self.main.add_into(&mut result, state, ce_step, x);
         result
     }
 
@@ -895,17 +855,70 @@ impl<E: FieldElement> BoundaryConstraintGroup<E> {
         ce_step: usize,
         x: E::BaseField,
     ) -> E {
-        let mut result = self.evaluate_main(main_state, ce_step, x);
-        for constraint in &self.aux_single_value {
-            result += constraint.evaluate(aux_state);
-        }
-        for constraint in &self.aux_small_poly {
-            result += constraint.evaluate(aux_state, x);
-        }
-        for constraint in &self.aux_large_poly {
-            result += constraint.evaluate(aux_state, ce_step);
-        }
+        // One running sum, main then auxiliary, as winterfell adds them.
+        let mut result = E::ZERO;
+        self.main.add_into(&mut result, main_state, ce_step, x);
+        self.aux.add_into(&mut result, aux_state, ce_step, x);
         result
+    }
+}
+
+/// One trace segment's boundary constraints of a group (over `F`: the base field for the main
+/// segment, `E` for the auxiliary one), split by how their asserted values are evaluated
+/// (winterfell's single-value, small- and large-polynomial constraints).
+struct SegmentConstraints<F: FieldElement, E: ExtensionOf<F>> {
+    single_value: Vec<SingleValueConstraint<F, E>>,
+    small_poly: Vec<SmallPolyConstraint<F, E>>,
+    large_poly: Vec<LargePolyConstraint<F, E>>,
+}
+
+impl<F: FieldElement, E: ExtensionOf<F>> Default for SegmentConstraints<F, E> {
+    fn default() -> Self {
+        SegmentConstraints {
+            single_value: Vec::new(),
+            small_poly: Vec::new(),
+            large_poly: Vec::new(),
+        }
+    }
+}
+
+impl<F, E> SegmentConstraints<F, E>
+where
+    F: FieldElement,
+    E: FieldElement<BaseField = F::BaseField> + ExtensionOf<F>,
+{
+    /// Files `constraint` by the length of its asserted-value polynomial.
+    fn push<A: Air<BaseField = F::BaseField>>(
+        &mut self,
+        constraint: &winterfell::BoundaryConstraint<F, E>,
+        air: &A,
+        twiddle_map: &mut BTreeMap<usize, Vec<F::BaseField>>,
+    ) {
+        match constraint.poly().len() {
+            1 => self
+                .single_value
+                .push(SingleValueConstraint::new(constraint)),
+            len if len < SMALL_POLY_DEGREE => {
+                self.small_poly.push(SmallPolyConstraint::new(constraint))
+            }
+            _ => self
+                .large_poly
+                .push(LargePolyConstraint::new(constraint, air, twiddle_map)),
+        }
+    }
+
+    /// Adds the constraints at step `ce_step` (domain point `x`) into `result`, in winterfell's
+    /// order: single values, then small polynomials, then large ones.
+    fn add_into(&self, result: &mut E, state: &[F], ce_step: usize, x: F::BaseField) {
+        for constraint in &self.single_value {
+            *result += constraint.evaluate(state);
+        }
+        for constraint in &self.small_poly {
+            *result += constraint.evaluate(state, x);
+        }
+        for constraint in &self.large_poly {
+            *result += constraint.evaluate(state, ce_step);
+        }
     }
 }
 
